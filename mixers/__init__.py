@@ -1,0 +1,211 @@
+"""Token mixers behind one interface, and the registry that finds them.
+
+A token mixer maps `(batch, seq_len, dim)` to the same shape, dtype and device, mixing information
+across the sequence. Every mixer subclasses `TokenMixer` and registers itself by name:
+
+    @mixers.register("my-mixer")
+    class MyMixer(mixers.TokenMixer):
+        def forward(self, x):
+            return x
+
+Every module in this folder whose name does not start with `_` is imported when `mixers` is, so a new
+mixer is one new file. Mixers in other installed packages register through the entry-point group
+`mixbench.mixers`. The registry is a plain name -> class map: `available()`, `get()`, `build()`.
+
+This package never imports `bench`: the data path runs one way (mixers -> bench).
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+import warnings
+from importlib import metadata
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+__all__ = [
+    "CPU_DTYPES", "CUDA_DTYPES", "Cost", "Support", "TokenMixer", "UnknownMixerError",
+    "UnsupportedError", "available", "build", "get", "register",
+]
+
+CPU_DTYPES = (torch.float32, torch.float64)
+CUDA_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+ENTRY_POINT_GROUP = "mixbench.mixers"
+
+
+class Support(NamedTuple):
+    """Whether a mixer can run a point, and if not, why. Truthy when it can."""
+
+    ok: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+SUPPORTED = Support(True)
+
+
+class Cost(NamedTuple):
+    """Analytic cost of one call: floating-point operations and the fewest bytes it must move."""
+
+    flops: int
+    bytes_min: int
+
+
+class UnknownMixerError(ValueError):
+    """A mixer name that is not registered."""
+
+
+class UnsupportedError(ValueError):
+    """A point (seq_len, dim, dtype, device) that a mixer refuses; the message is the reason."""
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+class TokenMixer(nn.Module):
+    """Base class: `forward(x)` maps (batch, seq_len, dim) to the same shape, dtype and device.
+
+    A subclass needs only `__init__(self, seq_len, dim, **options)` calling
+    `super().__init__(seq_len, dim)`, and `forward`. The class methods below have defaults that a
+    subclass overrides to state its constraints and its analytic cost; they never build anything.
+    """
+
+    name: str = ""  # set by @register
+    constraints: str = ""  # one line for `mixbench list`, e.g. "seq_len and dim powers of two"
+
+    def __init__(self, seq_len: int, dim: int):
+        super().__init__()
+        self.seq_len = int(seq_len)
+        self.dim = int(dim)
+
+    def extra_repr(self) -> str:
+        return f"seq_len={self.seq_len}, dim={self.dim}"
+
+    @classmethod
+    def supports(cls, seq_len: int, dim: int, dtype: torch.dtype = torch.float32,
+                 device: str | torch.device = "cpu", **options) -> Support:
+        """Whether this mixer can run the point; the default checks sizes and the device's dtypes."""
+        if int(seq_len) < 1 or int(dim) < 1:
+            return Support(False, f"seq_len and dim must be positive, got seq_len={seq_len}, dim={dim}")
+        device_type = torch.device(device).type
+        allowed = CPU_DTYPES if device_type == "cpu" else CUDA_DTYPES
+        if dtype not in allowed:
+            names = ", ".join(_dtype_name(d) for d in allowed)
+            return Support(False, f"{_dtype_name(dtype)} is not supported on {device_type} (allowed: {names})")
+        return SUPPORTED
+
+    @classmethod
+    def compute_dtype(cls, dtype: torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
+        """The dtype that actually computes for an input of `dtype` (differs where a mixer upcasts)."""
+        return dtype
+
+    @classmethod
+    def param_count(cls, seq_len: int, dim: int, **options) -> int:
+        """Number of learned parameters (0 for the parameter-free transforms)."""
+        return 0
+
+    @classmethod
+    def flops(cls, seq_len: int, dim: int, batch: int = 1, **options) -> int:
+        """Analytic forward FLOPs (a multiply-add counts as two); 0 means unknown."""
+        return 0
+
+    @classmethod
+    def bytes_min(cls, seq_len: int, dim: int, batch: int = 1, dtype: torch.dtype = torch.float32,
+                  **options) -> int:
+        """Fewest bytes a forward call must move: read the input and parameters, write the output."""
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        return (2 * batch * seq_len * dim + cls.param_count(seq_len, dim, **options)) * itemsize
+
+    @classmethod
+    def cost(cls, seq_len: int, dim: int, batch: int = 1, dtype: torch.dtype = torch.float32,
+             mode: str = "forward", **options) -> Cost:
+        """Analytic FLOPs and minimal bytes of one call in `mode` ("forward" or "train").
+
+        Train is forward plus backward: the input gradient costs one more forward, and where there
+        are parameters their gradient costs another; bytes double, plus writing parameter gradients.
+        """
+        flops = cls.flops(seq_len, dim, batch, **options)
+        nbytes = cls.bytes_min(seq_len, dim, batch, dtype, **options)
+        if mode == "forward":
+            return Cost(flops, nbytes)
+        if mode != "train":
+            raise ValueError(f"unknown mode {mode!r} (allowed: forward, train)")
+        params = cls.param_count(seq_len, dim, **options)
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        return Cost(flops * (3 if params else 2), 2 * nbytes + params * itemsize)
+
+
+_REGISTRY: dict[str, type[TokenMixer]] = {}
+
+
+def register(name: str):
+    """Class decorator: register a `TokenMixer` subclass under `name`; refuses mistakes at import."""
+
+    def decorate(cls):
+        if not (isinstance(cls, type) and issubclass(cls, TokenMixer)):
+            raise TypeError(f"cannot register {cls!r} as mixer {name!r}: it does not subclass mixers.TokenMixer")
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            taken = _REGISTRY[name]
+            raise ValueError(f"mixer name {name!r} is taken by {taken.__module__}.{taken.__qualname__}; "
+                             f"cannot register {cls.__module__}.{cls.__qualname__} under it")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"register() takes a non-empty mixer name, got {name!r}")
+    return decorate
+
+
+def available() -> list[str]:
+    """Sorted names of every registered mixer."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[TokenMixer]:
+    """The class registered under `name`; an unknown name's error lists the available ones."""
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise UnknownMixerError(f"unknown mixer {name!r} (available: {', '.join(available())})") from None
+
+
+def build(name: str, seq_len: int, dim: int, *, dtype: torch.dtype | None = None,
+          device: str | torch.device | None = None, **options) -> TokenMixer:
+    """Build mixer `name` for (seq_len, dim), on `device` in `dtype` when given.
+
+    A point the mixer refuses raises `UnsupportedError` whose message is `supports()`'s reason.
+    """
+    cls = get(name)
+    support = cls.supports(seq_len, dim, dtype or torch.float32, device or "cpu", **options)
+    if not support:
+        raise UnsupportedError(support.reason)
+    module = cls(seq_len, dim, **options)
+    if device is not None or dtype is not None:
+        module = module.to(device=device, dtype=dtype)
+    return module
+
+
+def _import_builtins() -> None:
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+def _load_entry_points() -> None:
+    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            entry_point.load()
+        except Exception as exc:  # another package's bug must not take the harness down
+            warnings.warn(f"mixbench: could not load mixer plugin {entry_point.name!r} "
+                          f"({entry_point.value}): {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+
+
+_import_builtins()
+_load_entry_points()
