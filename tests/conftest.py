@@ -1,0 +1,37 @@
+"""Shared fixtures: planted faulty mixers installed as a plugin through the entry-point group."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PLUGINS = Path(__file__).parent / "plugins"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def planted_path(tmp_path_factory) -> Path:
+    """A folder that, on PYTHONPATH, installs tests/plugins/planted_mixers.py as a mixbench plugin."""
+    root = tmp_path_factory.mktemp("planted")
+    shutil.copy(PLUGINS / "planted_mixers.py", root)
+    dist_info = root / "planted_mixers-0.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: planted-mixers\nVersion: 0.0\n")
+    (dist_info / "entry_points.txt").write_text("[mixbench.mixers]\nplanted = planted_mixers\n")
+    return root
+
+
+def run_mixbench(*args: str, extra_path: Path | None = None, timeout: float = 300, **popen):
+    """Run `python -m bench ARGS` in a fresh process as a user would; returns the CompletedProcess."""
+    env = {**os.environ, "CI": "1"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(extra_path or ""), env.get("PYTHONPATH", "")) if p)
+    return subprocess.run([sys.executable, "-m", "bench", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout, **popen)
+
+
+@pytest.fixture
+def mixbench():
+    return run_mixbench
