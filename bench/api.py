@@ -103,8 +103,7 @@ def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes
         report.write(sweep_plan.out)
     table = pd.read_csv(sweep_plan.out / "results.csv")
     wanted = {point.key for point in sweep_plan.points}
-    keys = zip(table.mixer, table.seq_len, table.dim, table.batch, table.batching, table.dtype, table.mode,
-               table.device)
+    keys = zip(*(table[column] for column in Point.__dataclass_fields__))
     table = table[[key in wanted for key in keys]]
     # a point re-measured after its mixer's source changed has an older row too: the newest wins
     table = table.drop_duplicates(subset=list(Point.__dataclass_fields__), keep="last").reset_index(drop=True)

@@ -155,9 +155,11 @@ class _LiveTensorBytes(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
+        inputs = {item.untyped_storage().data_ptr() for item in tree_flatten((args, kwargs))[0]
+                  if isinstance(item, torch.Tensor)}
         for item in tree_flatten(out)[0]:
-            if isinstance(item, torch.Tensor):
-                self._track(item.untyped_storage())
+            if isinstance(item, torch.Tensor) and item.untyped_storage().data_ptr() not in inputs:
+                self._track(item.untyped_storage())  # in-place and out= results are not new memory
         return out
 
     def _track(self, storage) -> None:

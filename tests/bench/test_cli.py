@@ -1,0 +1,79 @@
+"""The command line: bad input is one line and exit status 2, with nothing written."""
+
+import pytest
+import torch
+
+from bench import cli
+
+BAD_INPUT = [
+    (["sweep", "--mixers", "fft,nosuchmixer"], "unknown mixer 'nosuchmixer'"),
+    (["sweep", "--dtypes", "float8"], "unknown dtype 'float8'"),
+    (["sweep", "--modes", "backward"], "unknown mode 'backward'"),
+    (["sweep", "--preset", "huge"], "unknown preset 'huge'"),
+    (["sweep", "--seq-lens", "512,abc"], "--seq-lens takes positive integers"),
+    (["sweep", "--seq-lens", "0,512"], "--seq-lens takes positive integers"),
+    (["sweep", "--seq-lens", "512,,1024"], "--seq-lens needs a comma-separated list"),
+    (["sweep", "--dims", "-768"], "--dims takes positive integers"),
+    (["sweep", "--batch", "0"], "--batch takes positive integers"),
+    (["sweep", "--timeout", "0"], "--timeout must be a positive number"),
+    (["sweep", "--timeout", "soon"], "invalid float value"),
+    (["sweep", "--device", "tpu"], "unknown device 'tpu'"),
+    (["sweep", "--dtypes", "bf16", "--device", "cpu"], "bfloat16 cannot run on cpu"),
+    (["sweep", "--frobnicate"], "unrecognized arguments"),
+    (["launch"], "invalid choice"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_INPUT, ids=[" ".join(a) for a, _ in BAD_INPUT])
+def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as info:
+        raise SystemExit(cli.main([*argv, *(["--out", str(out)] if argv[0] == "sweep" else [])]))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_device_cuda_without_a_gpu_is_refused(tmp_path, capsys):
+    assert cli.main(["sweep", "--device", "cuda", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "no CUDA GPU" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("command", ["plot", "report"])
+def test_plot_and_report_refuse_a_folder_without_results(command, tmp_path, capsys):
+    assert cli.main([command, str(tmp_path)]) == 2
+    assert "not a run folder" in capsys.readouterr().err
+
+
+def test_bad_input_end_to_end_has_no_traceback(mixbench, tmp_path):
+    done = mixbench("sweep", "--mixers", "nosuchmixer", "--out", str(tmp_path / "run"))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "unknown mixer 'nosuchmixer' in --mixers (allowed: " in done.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_list_names_every_registered_mixer(capsys):
+    import mixers
+
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in mixers.available():
+        assert name in out
+
+
+def test_list_shows_a_plugin_mixer(mixbench, planted_path):
+    done = mixbench("list", extra_path=planted_path)
+    assert done.returncode == 0 and "planted-identity" in done.stdout
+
+
+def test_help_explains_presets_and_examples(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["sweep", "--help"])
+    out = capsys.readouterr().out
+    for word in ("presets:", "cpu", "gpu", "paper", "long", "examples:", "--seq-lens", "--timeout"):
+        assert word in out

@@ -1,0 +1,84 @@
+"""Timing and memory measurement on known workloads."""
+
+import time
+
+import pytest
+import torch
+
+from bench import measure
+
+MiB = 2**20
+
+
+def test_quantile_interpolates():
+    values = [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert measure.quantile(values, 0.5) == 3.0
+    assert measure.quantile(values, 0.2) == pytest.approx(1.8)
+    assert measure.quantile([7.0], 0.8) == 7.0
+
+
+def test_time_call_measures_a_known_duration():
+    policy = measure.TimingPolicy(warmup_calls=1, warmup_s=0.0, min_reps=5, budget_s=0.1)
+    timing = measure.time_call(lambda: time.sleep(0.004), "cpu", policy)
+    assert 4.0 <= timing.median_ms < 40.0  # sleep never returns early; a loaded machine may be late
+    assert timing.p20_ms <= timing.median_ms <= timing.p80_ms
+    assert timing.reps >= 5
+
+
+def test_time_call_never_times_the_first_call():
+    calls = []
+
+    def first_call_is_slow():
+        calls.append(None)
+        if len(calls) == 1:
+            time.sleep(0.2)
+
+    timing = measure.time_call(first_call_is_slow, "cpu", measure.TimingPolicy(warmup_calls=1, warmup_s=0.0,
+                                                                              min_reps=3, budget_s=0.01))
+    assert timing.median_ms < 100 and timing.p80_ms < 100
+
+
+def test_time_call_stops_at_the_budget_for_slow_calls():
+    policy = measure.TimingPolicy(warmup_calls=1, warmup_s=0.0, min_reps=3, budget_s=0.05, max_reps=1000)
+    timing = measure.time_call(lambda: time.sleep(0.02), "cpu", policy)
+    assert 3 <= timing.reps <= 10
+
+
+def test_peak_memory_counts_exactly_what_the_call_allocates():
+    numel = 1 << 20
+
+    def allocate_then_free():
+        scratch = torch.ones(numel)  # 4 MiB, freed before returning
+        result = scratch * 2  # 4 MiB, returned
+        del scratch
+        return result + 1  # 4 MiB more while `result` is alive: peak 12 MiB? no, `scratch` died first
+
+    memory = measure.peak_memory(allocate_then_free, "cpu")
+    # scratch (4) + result (4) alive together, then scratch dies, then result + 1 (4): peak 8 MiB
+    assert memory.peak_mb == pytest.approx(8.0)
+    assert "dispatcher" in memory.method
+
+
+@pytest.mark.parametrize("seq_len", [64, 128, 256])
+def test_peak_memory_grows_as_the_allocation_says(seq_len):
+    x = torch.randn(2, seq_len, 32)
+    memory = measure.peak_memory(lambda: torch.fft.rfft(x, dim=1).real.contiguous(), "cpu")
+    complex_bytes = 2 * (seq_len // 2 + 1) * 32 * 8  # the complex rfft output, alive with its real copy
+    real_bytes = 2 * (seq_len // 2 + 1) * 32 * 4
+    assert memory.peak_mb * MiB == pytest.approx(complex_bytes + real_bytes)
+
+
+def test_inputs_allocated_before_the_call_do_not_count():
+    x = torch.randn(1 << 20)
+    memory = measure.peak_memory(lambda: x.add_(1), "cpu")  # in place: nothing new
+    assert memory.peak_mb == 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_peak_memory_counts_a_known_allocation():
+    memory = measure.peak_memory(lambda: torch.empty(64 * MiB, dtype=torch.uint8, device="cuda"), "cuda")
+    assert memory.peak_mb == pytest.approx(64.0)
+    timing = measure.time_call(lambda: torch.cuda._sleep(1_000_000), "cuda",
+                               measure.TimingPolicy(min_reps=5, budget_s=0.1))
+    assert timing.median_ms > 0
