@@ -7,18 +7,22 @@ VPY    := $(VENV)/bin/python
 TORCH_VERSION ?= 2.13.0
 ARGS ?=
 
-.PHONY: install test bench bench-pytest bench-compare clean
+.PHONY: install test bench bench-pytest bench-baseline bench-compare clean
 
 install: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
-	@test -x $(VPY) || $(PYTHON) -m venv $(VENV)
+	@# a python without ensurepip (some GPU images) still gets a venv; pip then comes from the host below
+	@test -x $(VPY) || $(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv --without-pip $(VENV); }
 	@host=$$($(PYTHON) -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null); \
 	if [ -n "$$host" ] && ! $(VPY) -c 'import torch' 2>/dev/null; then \
 	  echo "install: reusing the torch in $$host"; \
 	  echo "$$host" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_mixbench_host.pth"; \
 	fi
 	@$(VPY) -c 'import torch' 2>/dev/null || $(VPY) -m pip install -q torch==$(TORCH_VERSION)
+	@# editable install without build isolation (no network on GPU machines) needs setuptools >= 70.1
+	@$(VPY) -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 71)' 2>/dev/null \
+	  || $(VPY) -m pip install -q 'setuptools>=71'
 	$(VPY) -m pip install -q --no-build-isolation -e '.[test]'
 	@touch $@
 
@@ -30,3 +34,31 @@ bench: install
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache
+
+# pytest-benchmark suite (tests/benchmarks/): every mixer, forward and train, at one point per device.
+# Runs are kept per device and machine under results/pytest-benchmark/<device>/<machine-id>/.
+# bench-pytest saves a numbered run; bench-baseline saves one named "baseline"; bench-compare runs the
+# suite again and fails when any median is more than 10% above the newest baseline's.
+BENCH_STORE := results/pytest-benchmark
+BENCH_SUITE = $(VPY) -m pytest tests/benchmarks/test_mixer_benchmarks.py -q -p no:cacheprovider --benchmark-enable \
+	--benchmark-sort=name --benchmark-columns=median,iqr,min,max,rounds,iterations
+BENCH_HOME = $(VPY) -c 'from bench.plan import resolve_device; from pytest_benchmark.utils import get_machine_id; \
+	print(resolve_device("auto"), get_machine_id(), sep="/")'
+
+bench-pytest: install
+	@home=$$($(BENCH_HOME)) || exit 1; \
+	$(BENCH_SUITE) --benchmark-storage=file://$(BENCH_STORE)/$${home%/*} --benchmark-autosave $(ARGS)
+
+bench-baseline: install
+	@home=$$($(BENCH_HOME)) || exit 1; \
+	$(BENCH_SUITE) --benchmark-storage=file://$(BENCH_STORE)/$${home%/*} --benchmark-save=baseline $(ARGS)
+
+bench-compare: install
+	@home=$$($(BENCH_HOME)) || exit 1; baseline=$$(ls $(BENCH_STORE)/$$home/*_baseline.json 2>/dev/null | tail -n 1); \
+	if [ -z "$$baseline" ]; then \
+	  echo "bench-compare: no baseline in $(BENCH_STORE)/$$home/ yet; save one with 'make bench-baseline' on the code to compare against" >&2; \
+	  exit 1; \
+	fi; \
+	echo "bench-compare: against $$baseline (fails on a median regression above 10%)"; \
+	$(BENCH_SUITE) --benchmark-storage=file://$(BENCH_STORE)/$${home%/*} --benchmark-compare=$$baseline \
+	  --benchmark-compare-fail=median:10% $(ARGS)

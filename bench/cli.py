@@ -73,7 +73,7 @@ def cmd_list(args) -> int:
         cls = mixers.get(name)
         doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
         support = cls.supports(args.seq_len, args.dim, torch.float32, "cpu")
-        params = f"{cls.param_count(args.seq_len, args.dim):,}" if support else f"- ({support.reason})"
+        params = f"{cls.param_count(args.seq_len, args.dim):,}" if support else "n/a at this size"
         rows.append((name, params, cls.constraints or "-", doc[0] if doc else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
@@ -214,6 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\nmixbench: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `mixbench list | head`
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":
