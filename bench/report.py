@@ -1,0 +1,276 @@
+"""One self-contained `report.html` per run folder, built from `results.csv`, `env.json` and `plots/`.
+
+The page opens from disk anywhere: the PNGs are embedded as base64 data URIs and the CSS is inline,
+with no script, font or link outside the file. It starts with a written answer computed from the data,
+then one section per group (dtype, mode, dim, batching, device) with its plots and tables, the
+forward-vs-train plots, the environment (env.json, flattened) and the command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import shlex
+from pathlib import Path
+
+import pandas as pd
+
+from bench import analysis, plots
+
+CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f;
+       max-width: 1180px; margin: 1.5em auto 4em; padding: 0 1.2em; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: .1em; }
+h2 { font-size: 1.25em; border-bottom: 2px solid #e3e3e3; padding-bottom: .2em; margin-top: 2.2em; }
+h3 { font-size: 1.02em; margin: 1.6em 0 .4em; }
+.meta { color: #666; font-size: .9em; margin-top: 0; }
+.cpu { background: #fff4d6; border: 1px solid #e2b93b; border-radius: 6px; padding: .6em 1em; font-weight: 600; }
+.summary li { margin: .35em 0; }
+nav { font-size: .9em; line-height: 1.8; }
+nav a { margin-right: 1.1em; white-space: nowrap; }
+a { color: #0b5cad; text-decoration: none; }
+table { border-collapse: collapse; font-size: .84em; margin: .3em 0 1em; }
+th, td { padding: .22em .65em; border-bottom: 1px solid #ececec; text-align: left; vertical-align: top; }
+th { background: #f5f5f7; font-weight: 600; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr:hover td { background: #fafafa; }
+figure { margin: 1em 0 1.6em; }
+figure img { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: .8em; color: #777; }
+details { margin: .4em 0 1em; }
+summary { cursor: pointer; color: #0b5cad; }
+pre { background: #f5f5f7; padding: .7em 1em; border-radius: 4px; white-space: pre-wrap; word-break: break-all; }
+.note { color: #666; font-size: .85em; }
+"""
+
+# Tables longer than this start folded (still in the page, one click away).
+FOLD_ROWS = 16
+
+
+def _e(text) -> str:
+    return html.escape("" if text is None else str(text))
+
+
+def _number(value, digits: int = 3) -> str:
+    """A number for a table cell: 3 significant digits, thousands separated, '—' when missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return "—"
+    value = float(value)
+    if value != 0 and abs(value) >= 10 ** digits:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}×" if value < 10 else f"{value:.1f}×" if value < 100 else f"{value:,.0f}×"
+
+
+_FORMATS = {
+    "len": analysis.format_seq_len,
+    "num": _number,
+    "ratio": _ratio,
+    "exponent": lambda value: f"{value:.2f}",
+    "r2": lambda value: f"{value:.3f}",
+    "pct": lambda value: f"{100 * value:.3g}%",
+}
+
+
+def _cell(value, kind: str) -> str:
+    if kind not in _FORMATS:
+        return f"<td>{_e(value if pd.notna(value) else '')}</td>"
+    text = _FORMATS[kind](value) if pd.notna(value) else "—"
+    return f'<td class="num">{_e(text)}</td>'
+
+
+def html_table(frame: pd.DataFrame, columns: list[tuple[str, str, str]], css_class: str = "") -> str:
+    """An escaped HTML table of `frame`; columns are (column, header, kind), kind 'text' or one of _FORMATS."""
+    head = "".join(f"<th>{_e(header)}</th>" for _, header, _ in columns)
+    rows = "".join("<tr>" + "".join(_cell(row[column], kind) for column, _, kind in columns) + "</tr>"
+                   for _, row in frame.iterrows())
+    attribute = f' class="{_e(css_class)}"' if css_class else ""
+    return f"<table{attribute}><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+
+
+def _folded(title: str, frame: pd.DataFrame, columns, note: str = "") -> str:
+    """A titled table, folded into <details> when it is long; nothing when it is empty."""
+    if frame.empty:
+        return ""
+    body = (f'<p class="note">{_e(note)}</p>' if note else "") + html_table(frame, columns)
+    if len(frame) > FOLD_ROWS:
+        return f"<details><summary>{_e(title)} ({len(frame)} rows)</summary>{body}</details>"
+    return f"<h3>{_e(title)}</h3>{body}"
+
+
+def flatten(env: dict, prefix: str = "") -> list[tuple[str, str]]:
+    """env.json as (dotted key, text) pairs: nested dicts flattened, lists joined, null shown as '—'."""
+    pairs = []
+    for key, value in env.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            pairs += flatten(value, f"{name}.") if value else [(name, "—")]
+        elif isinstance(value, (list, tuple)):
+            pairs.append((name, ", ".join(str(item) for item in value)))
+        else:
+            pairs.append((name, "—" if value is None else str(value)))
+    return pairs
+
+
+def _lead_bold(sentence: str) -> str:
+    """The escaped sentence with its lead ('At 512 tokens (...):') in bold."""
+    lead, colon, rest = sentence.partition("): ")
+    if not colon:
+        return _e(sentence)
+    return f"<strong>{_e(lead + ')')}:</strong> {_e(rest)}"
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{_e(path.stem)}" src="data:image/png;base64,{data}">'
+            f"<figcaption>plots/{_e(path.name)}</figcaption></figure>")
+
+
+def _needs_drawing(run_dir: Path) -> bool:
+    """No plots yet, or results newer than every plot."""
+    pngs = list((run_dir / "plots").glob("*.png"))
+    if not (run_dir / "plots").is_dir():
+        return True
+    results = run_dir / "results.csv"
+    if results.exists() and pngs:
+        return results.stat().st_mtime > max(png.stat().st_mtime for png in pngs)
+    return not pngs and results.exists()
+
+
+def _on_cpu(table: pd.DataFrame, env: dict) -> bool:
+    devices = set(table["device"]) - {""}
+    if env.get("device"):
+        devices.add(str(env["device"]))
+    return any(device.startswith("cpu") for device in devices)
+
+
+def _in_mixer_order(frame: pd.DataFrame) -> pd.DataFrame:
+    order = {mixer: i for i, mixer in enumerate(plots.mixer_order(frame["mixer"]))}
+    return frame.sort_values("mixer", key=lambda names: names.map(order), kind="stable")
+
+
+def _group_section(key: dict, anchor: str, table: pd.DataFrame, sentence: str, images: list[Path]) -> str:
+    """One group: its answer, its plots, and its tables."""
+    rows = table
+    for column, value in key.items():
+        rows = rows[(rows[column] == value) | (rows[column].isna() & pd.isna(value))]
+    parts = [f'<h2 id="{_e(anchor)}">{_e(analysis.describe_group(key))} · {_e(key.get("device", ""))}</h2>']
+    if sentence:
+        parts.append(f"<p>{_lead_bold(sentence)}</p>")
+    parts += [_image(path) for path in images]
+
+    best = analysis.winners(rows)
+    parts.append(_folded("Fastest mixer per length", best, [
+        ("seq_len", "length", "len"), ("mixer", "fastest", "text"), ("time_ms", "time (ms)", "num"),
+        ("runner_up", "runner-up", "text"), ("margin", "runner-up slower by", "ratio"),
+        ("attention_time_ms", "attention (ms)", "num"), ("speedup_vs_attention", "faster than attention", "ratio")]))
+    cross = analysis.crossovers(rows).sort_values(["crossover_seq_len", "mixer_a", "mixer_b"])
+    parts.append(_folded("Crossovers (where the faster of two mixers changes)", cross, [
+        ("crossover_seq_len", "at ≈ length", "num"), ("faster_below", "faster below", "text"),
+        ("faster_above", "faster above", "text"), ("seq_len_low", "between", "len"), ("seq_len_high", "and", "len")],
+        note="Interpolated in log space between the two measured lengths that bracket the change."))
+    scaling = analysis.scaling_exponents(rows)
+    scaling = _in_mixer_order(scaling)
+    parts.append(_folded("Scaling exponents (time ∝ n^k)", scaling, [
+        ("mixer", "mixer", "text"), ("time_exponent", "time exponent", "exponent"), ("time_r2", "r²", "r2"),
+        ("mem_exponent", "memory exponent", "exponent"), ("mem_r2", "r²", "r2"),
+        ("fit_seq_len_min", "fitted from", "len"),
+        ("fit_seq_len_max", "to", "len"), ("n_points", "points", "num")],
+        note="Least-squares slope in log–log over the upper half of the measured lengths (at least 3), "
+             "where launch overhead no longer dominates."))
+    roof = analysis.roofline_summary(rows)
+    roof = _in_mixer_order(roof)
+    parts.append(_folded("Roofline: measured time vs the hardware floor", roof, [
+        ("mixer", "mixer", "text"), ("roofline_frac_median", "median % of roof", "pct"),
+        ("roofline_frac_max", "best", "pct"), ("bound", "bound by", "text"), ("bound_share", "of its points", "pct"),
+        ("tflops_median", "median TFLOP/s", "num"), ("gbps_median", "median GB/s", "num")],
+        note="100% = the floor max(FLOPs / peak FLOP/s, minimal bytes / peak bandwidth) with the peaks "
+             "measured at the start of the run."))
+    lost = analysis.failures(rows).sort_values(["status", "mixer", "first_seq_len"])
+    parts.append(_folded("Points that did not run", lost, [
+        ("mixer", "mixer", "text"), ("status", "status", "text"), ("seq_lens", "lengths", "text"),
+        ("error", "reason", "text")]))
+    return "\n".join(part for part in parts if part)
+
+
+def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "") -> str:
+    """The report page as a string."""
+    table = analysis.prepare(table)
+    device_name = env.get("device_name") or next((n for n in table["device_name"] if n), "") or "unknown device"
+    summaries = analysis.group_summaries(table)
+    sentences = [text for _, text in summaries]
+    by_name = {path.name: path for path in pngs}
+    used = set()
+    groups = []
+    for values, _ in table.groupby(analysis.GROUP_KEYS, dropna=False, sort=True):
+        key = dict(zip(analysis.GROUP_KEYS, values))
+        slug = plots.group_slug(key)
+        images = [by_name[f"{kind}__{slug}.png"] for kind in plots.KINDS if f"{kind}__{slug}.png" in by_name]
+        used.update(path.name for path in images)
+        groups.append((key, slug, images))
+    sentence_for = {plots.group_slug(key): text for key, text in summaries}
+
+    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+           '<meta name="viewport" content="width=device-width, initial-scale=1">',
+           f"<title>mixbench report · {_e(device_name)}{' · ' + _e(title) if title else ''}</title>",
+           f"<style>{CSS}</style></head><body>",
+           f"<h1>mixbench report · {_e(device_name)}</h1>"]
+    meta = [title, env.get("preset") and f"preset {env['preset']}",
+            env.get("started_at") and f"{env['started_at']} → {env.get('finished_at') or 'unfinished'}",
+            env.get("git_commit") and f"commit {env['git_commit']}{' (dirty)' if env.get('git_dirty') else ''}",
+            f"{len(table)} points, {int((table['status'] == 'ok').sum())} ran"]
+    out.append(f'<p class="meta">{_e(" · ".join(str(m) for m in meta if m))}</p>')
+    if _on_cpu(table, env):
+        out.append('<p class="cpu">Measured on CPU — not GPU numbers. Relative results on a GPU can differ '
+                   "completely (tensor cores, FlashAttention, cuFFT).</p>")
+    out.append('<h2 id="answer">The answer</h2>')
+    if sentences:
+        out.append('<ul class="summary">' + "".join(f"<li>{_lead_bold(s)}</li>" for s in sentences) + "</ul>")
+    else:
+        out.append("<p>No point ran successfully; the reasons are listed below.</p>")
+    links = [(slug, f"{analysis.describe_group(key)}") for key, slug, _ in groups]
+    modes = sorted(path for path in pngs if path.name.startswith("modes__"))
+    other = sorted(path for name, path in by_name.items() if name not in used and path not in modes)
+    nav = [f'<a href="#{_e(slug)}">{_e(text)}</a>' for slug, text in links]
+    nav += ['<a href="#modes">forward vs train</a>'] if modes else []
+    nav += ['<a href="#other-plots">other plots</a>'] if other else []
+    nav += ['<a href="#environment">environment</a>', '<a href="#command">command line</a>']
+    out.append("<nav>Sections: " + " ".join(nav) + "</nav>")
+    for key, slug, images in groups:
+        out.append(_group_section(key, slug, table, sentence_for.get(slug, ""), images))
+    if modes:
+        out.append('<h2 id="modes">Forward vs train</h2>' + "".join(_image(path) for path in modes))
+    if other:
+        out.append('<h2 id="other-plots">Other plots</h2>' + "".join(_image(path) for path in other))
+    out.append('<h2 id="environment">Environment</h2>')
+    pairs = flatten(env)
+    if pairs:
+        out.append('<table class="env"><thead><tr><th>key</th><th>value</th></tr></thead><tbody>'
+                   + "".join(f"<tr><td>{_e(k)}</td><td>{_e(v)}</td></tr>" for k, v in pairs)
+                   + "</tbody></table>")
+    else:
+        out.append("<p>No env.json in this run folder.</p>")
+    out.append('<h2 id="command">Command line</h2>')
+    command = env.get("command")
+    command = shlex.join(map(str, command)) if isinstance(command, list) else command
+    out.append(f"<pre>{_e(command or 'not recorded')}</pre>")
+    out.append('<p class="note">Written by mixbench from results.csv and env.json; '
+               "the plots are embedded, so this file can be moved or sent on its own.</p>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+def write(run_dir) -> Path:
+    """Write `run_dir/report.html` (drawing the plots first when they are missing or stale); returns its path."""
+    run_dir = Path(run_dir)
+    if _needs_drawing(run_dir):
+        plots.draw(run_dir)
+    pngs = sorted((run_dir / "plots").glob("*.png"))
+    page = render(analysis.load_results(run_dir), analysis.load_env(run_dir), pngs, run_dir.name)
+    path = run_dir / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
