@@ -22,9 +22,9 @@ from typing import Callable
 import mixers
 from bench import env as environment
 from bench import measure
-from bench.plan import DTYPES, Axes, Point
+from bench.plan import Axes, Point
 from bench.store import RunFolder, RunFolderError
-from bench.worker import base_row, serve, source_hash
+from bench.worker import base_row, compute_dtype_name, serve, source_hash
 
 STARTUP_TIMEOUT_S = 300.0  # importing torch and creating a CUDA context on a busy machine
 DIED = ("died",)
@@ -160,7 +160,7 @@ def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progr
     try:
         if todo:
             worker = _Worker(device, facts["device_name"], policy)
-            needed = sorted({p.dtype for p in todo} | {_compute_dtype(p) for p in todo} | {"float32"})
+            needed = sorted({p.dtype for p in todo} | {compute_dtype_name(p) for p in todo} | {"float32"})
             if not set(needed) <= set(env.get("peak_tflops") or {}):
                 worker.send(("calibrate", needed))
                 reply = worker.receive(STARTUP_TIMEOUT_S)
@@ -176,10 +176,6 @@ def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progr
         env.update(gpu_after=gpu_after, finished_at=_now())
         folder.write_env(env)
     return report
-
-
-def _compute_dtype(point: Point) -> str:
-    return str(mixers.get(point.mixer).compute_dtype(DTYPES[point.dtype], point.device)).removeprefix("torch.")
 
 
 def _measure_all(folder, todo, axes, device, env, policy, worker, report, progress):

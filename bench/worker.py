@@ -111,11 +111,17 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"[:500]
 
 
+def compute_dtype_name(point: Point) -> str:
+    """The dtype that actually computes at `point`, as its mixer states it ("float32" for a bf16 FFT)."""
+    dtype = mixers.get(point.mixer).compute_dtype(DTYPES[point.dtype], point.device, seq_len=point.seq_len,
+                                                  dim=point.dim)
+    return str(dtype).removeprefix("torch.")
+
+
 def base_row(point: Point, device_name: str) -> dict:
     """The columns every row has, whatever its status."""
     cls = mixers.get(point.mixer) if point.mixer in mixers.available() else None
-    compute = cls.compute_dtype(DTYPES[point.dtype], point.device) if cls else None
-    return {**point.as_dict(), "compute_dtype": str(compute).removeprefix("torch.") if compute else "",
+    return {**point.as_dict(), "compute_dtype": compute_dtype_name(point) if cls else "",
             "device_name": device_name, "source_hash": source_hash(cls) if cls else "",
             "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")}
 
@@ -126,8 +132,7 @@ def metrics(point: Point, time_ms: float, peaks: dict) -> dict:
     dtype = DTYPES[point.dtype]
     cost = cls.cost(point.seq_len, point.dim, point.batch, dtype, point.mode)
     seconds = time_ms * 1e-3
-    compute = str(cls.compute_dtype(dtype, point.device)).removeprefix("torch.")
-    peak_flops = (peaks.get("peak_tflops") or {}).get(compute, 0.0) * 1e12
+    peak_flops = (peaks.get("peak_tflops") or {}).get(compute_dtype_name(point), 0.0) * 1e12
     peak_bandwidth = (peaks.get("peak_bandwidth_gbps") or 0.0) * 1e9
     flops_floor = cost.flops / peak_flops if peak_flops and cost.flops else 0.0
     bytes_floor = cost.bytes_min / peak_bandwidth if peak_bandwidth else 0.0
