@@ -145,7 +145,7 @@ def cmd_compare(args) -> int:
         if found is None:
             return _bad_input(f"{given} is not a run folder (no results.csv in it)")
     table = compare.compare(run_a, run_b, args.out)
-    print(compare.format_table(table))
+    print(compare.format_table(table, max_rows=None if args.all else 40))
     return 0
 
 
@@ -202,7 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
     comparing = commands.add_parser("compare", help="per-point speed and memory ratios of two runs (B / A)")
     comparing.add_argument("run_a", metavar="RUN_A", help="the baseline run folder")
     comparing.add_argument("run_b", metavar="RUN_B", help="the run compared with it")
-    comparing.add_argument("--out", help="where to write compare.csv and its plot")
+    comparing.add_argument("--out", help="where to write compare.csv and its plot (default: RUN_B/compare-<A>)")
+    comparing.add_argument("--all", action="store_true", help="print every point, not the first 40")
     comparing.set_defaults(run=cmd_compare)
     return parser
 

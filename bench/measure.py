@@ -83,7 +83,8 @@ class _L2Flusher:
         self.buffer.zero_()
 
 
-def _warm_up(fn: Callable[[], object], device: torch.device, policy: TimingPolicy) -> None:
+def warm_up(fn: Callable[[], object], device: torch.device, policy: TimingPolicy = TimingPolicy()) -> None:
+    """Call `fn` until both the warm-up count and the warm-up time are reached (plans, handles, clocks)."""
     calls, start = 0, time.perf_counter()
     while calls < policy.warmup_calls or time.perf_counter() - start < policy.warmup_s:
         fn()
@@ -96,7 +97,7 @@ def time_call(fn: Callable[[], object], device: torch.device | str,
               ) -> Timing:
     """Time `fn()` on `device`: warm up, then repeat until the spread is small or the budget is spent."""
     device = torch.device(device)
-    _warm_up(fn, device, policy)
+    warm_up(fn, device, policy)
     flush = _L2Flusher(device) if policy.flush_l2 and device.type == "cuda" else None
     samples: list[float] = []
     energy_start = energy_counter() if energy_counter else None
