@@ -101,8 +101,13 @@ class TokenMixer(nn.Module):
         return SUPPORTED
 
     @classmethod
-    def compute_dtype(cls, dtype: torch.dtype, device: str | torch.device = "cpu") -> torch.dtype:
-        """The dtype that actually computes for an input of `dtype` (differs where a mixer upcasts)."""
+    def compute_dtype(cls, dtype: torch.dtype, device: str | torch.device = "cpu", *,
+                      seq_len: int | None = None, dim: int | None = None, **options) -> torch.dtype:
+        """The dtype that actually computes for an input of `dtype` (differs where a mixer upcasts).
+
+        Pass the point's sizes and options where known: some upcasts depend on them (cuFFT runs
+        float16 only for powers of two); without them a mixer states the upcast that may happen.
+        """
         return dtype
 
     @classmethod

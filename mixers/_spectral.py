@@ -1,0 +1,147 @@
+"""Helpers shared by the parameter-free transforms: cached transform matrices, the Hermitian mirror
+that turns a half spectrum into a full real output, the half-precision upcast rule, and the FLOP
+conventions every mixer's `flops()` uses.
+
+FLOP conventions (analytic, per forward call):
+- a complex FFT of length k costs 5·k·log2(k); a real-input FFT about half, 2.5·k·log2(k)
+  (the textbook radix-2 counts, also used for lengths that are not powers of two);
+- a matrix product (m×k)·(k×n) costs 2·m·n·k (a multiply-add is two FLOPs);
+- an elementwise operation costs one FLOP per element, transcendental functions included;
+- copies, gathers and flips cost nothing (they are bytes, not FLOPs).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import torch
+
+# Transform matrices for the largest sizes are big (dft-matrix at seq_len 16384 in float32: 2 GiB),
+# so the cache is bounded: a sweep keeps only the sizes it has used most recently.
+_CACHE_ENTRIES = 16
+_CACHES = []
+
+
+def is_pow2(k: int) -> bool:
+    return k >= 1 and k & (k - 1) == 0
+
+
+def index_dtype(source_numel: int) -> torch.dtype:
+    """int32 indices where they reach (half the memory and traffic of int64)."""
+    return torch.int32 if source_numel < 2 ** 31 else torch.int64
+
+
+def tensor_cache(build):
+    """Decorate `build(*sizes) -> CPU tensor` (float64, complex128 or int64) to return it cast, moved and
+    cached per (sizes, dtype, device)."""
+
+    @functools.lru_cache(maxsize=_CACHE_ENTRIES)
+    def cached(*sizes, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        # Built outside inference mode: a cached inference tensor could not be saved for backward later.
+        with torch.inference_mode(False), torch.no_grad():
+            return build(*sizes).to(device=device, dtype=dtype).contiguous()
+
+    cached.__doc__ = build.__doc__
+    cached.__wrapped__ = build
+    _CACHES.append(cached)
+    return cached
+
+
+def clear_caches() -> None:
+    """Drop every cached matrix and index (frees their memory; the next call rebuilds them)."""
+    for cached in _CACHES:
+        cached.cache_clear()
+
+
+def angles(rows, cols, period: int) -> torch.Tensor:
+    """2π·(j·l mod period)/period for j in `rows`, l in `cols` (ints mean arange), in float64.
+
+    The integer reduction keeps angles exact at large sizes, where j·l·2π/period computed in
+    floating point would lose digits.
+    """
+    j = torch.arange(rows) if isinstance(rows, int) else rows
+    l = torch.arange(cols) if isinstance(cols, int) else cols
+    return (j[:, None] * l[None, :] % period).to(torch.float64) * (2 * math.pi / period)
+
+
+# --- half precision -----------------------------------------------------------------------------
+
+HALF_DTYPES = (torch.bfloat16, torch.float16)
+
+
+def fft_compute_dtype(dtype: torch.dtype, device, sizes) -> torch.dtype:
+    """The dtype an FFT of `sizes` runs in for input `dtype`.
+
+    cuFFT has no bfloat16 and does float16 only for powers of two; CPU FFTs have neither. Unknown
+    sizes (None) count as not powers of two: the answer states an upcast that may happen rather
+    than hide one.
+    """
+    if dtype not in HALF_DTYPES:
+        return dtype
+    native = (dtype == torch.float16 and torch.device(device).type == "cuda"
+              and all(size is not None and is_pow2(int(size)) for size in sizes))
+    return dtype if native else torch.float32
+
+
+# --- the Hermitian mirror -----------------------------------------------------------------------
+
+@tensor_cache
+def _mirror_index(seq_len: int, dim: int, mirror_part: int) -> torch.Tensor:
+    """Where each output element of a (seq_len, dim) real result lies in view_as_real(half spectrum)."""
+    half = dim // 2 + 1
+    k = torch.arange(seq_len)[:, None]
+    l = torch.arange(dim)[None, :]
+    kept = l < half
+    # Real input: Z[k, l] = conj(Z[-k mod n, d - l]), so columns past the half come from the mirror.
+    src_row = torch.where(kept, k, (-k) % seq_len)
+    src_col = torch.where(kept, l, dim - l)
+    part = torch.where(kept, 0, mirror_part)
+    return ((src_row * half + src_col) * 2 + part).reshape(-1)
+
+
+def mirror_fill(pairs: torch.Tensor, dim: int, mirror_part: int) -> torch.Tensor:
+    """Full (…, seq_len, dim) real output from the half spectrum's (…, seq_len, dim//2+1, 2) pairs.
+
+    Columns up to dim//2 take component 0 of their own pair; the others take component
+    `mirror_part` of the pair at (-k mod seq_len, dim - l). One gather, written contiguously.
+    """
+    seq_len, half = pairs.shape[-3], pairs.shape[-2]
+    assert half == dim // 2 + 1, (half, dim)
+    index = _mirror_index(seq_len, dim, mirror_part, dtype=index_dtype(seq_len * half * 2), device=pairs.device)
+    return gather(pairs, 3, index, (seq_len, dim))
+
+
+def gather(source: torch.Tensor, source_dims: int, index: torch.Tensor, shape) -> torch.Tensor:
+    """Elements of `source`'s last `source_dims` dims, flattened, picked by `index` into `shape`."""
+    lead = source.shape[:-source_dims]
+    # 2-D index_select along dim 1 is ~10x faster on CPU than along the last dim of a 3-D tensor.
+    flat = source.reshape(-1, math.prod(source.shape[-source_dims:]))
+    return flat.index_select(1, index).view(*lead, *shape)
+
+
+def select_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x.index_select(-2, index) on a 3-D view: whole contiguous rows are copied."""
+    return x.reshape(-1, x.shape[-2], x.shape[-1]).index_select(1, index).view(*x.shape[:-2], len(index), x.shape[-1])
+
+
+# --- FLOPs --------------------------------------------------------------------------------------
+
+def fft_flops(length: int, count: int = 1) -> float:
+    """`count` complex FFTs of `length`."""
+    return 5.0 * count * length * math.log2(length) if length > 1 else 0.0
+
+
+def rfft_flops(length: int, count: int = 1) -> float:
+    """`count` real-input FFTs of `length`: half a complex one."""
+    return fft_flops(length, count) / 2
+
+
+def rfft2_flops(seq_len: int, dim: int) -> float:
+    """One (seq_len, dim) rfft2: real FFTs along dim, then complex FFTs over the dim//2+1 kept columns."""
+    return rfft_flops(dim, seq_len) + fft_flops(seq_len, dim // 2 + 1)
+
+
+def matmul_flops(m: int, k: int, n: int) -> int:
+    """(m×k)·(k×n)."""
+    return 2 * m * k * n

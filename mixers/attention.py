@@ -1,0 +1,77 @@
+"""Multi-head self-attention (Vaswani et al., "Attention Is All You Need", arXiv 1706.03762), the
+mixer FNet (arXiv 2105.03824) replaces: out = W_o·concat_h softmax(Q_h K_hᵀ/√h_d) V_h, with
+[Q | K | V] = X W_qkv + b_qkv.
+
+`attention` runs the heads through torch's scaled_dot_product_attention (non-causal), so PyTorch
+picks its fastest kernel (flash, memory-efficient, cuDNN or math). `attention-naive` materialises
+the n×n score matrix (QKᵀ → softmax → ·V), the attention of FNet's comparison; it differs only in
+`attend`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import mixers
+from mixers import _spectral
+
+
+@mixers.register("attention")
+class Attention(mixers.TokenMixer):
+    """Multi-head self-attention with a fused QKV projection and an output projection, via SDPA."""
+
+    constraints = "dim divisible by head_dim (default 64)"
+
+    def __init__(self, seq_len, dim, head_dim=64):
+        super().__init__(seq_len, dim)
+        self.head_dim = head_dim
+        self.heads = dim // head_dim
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.out = nn.Linear(dim, dim)
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, heads={self.heads}, head_dim={self.head_dim}"
+
+    @classmethod
+    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", head_dim=64, **options):
+        support = super().supports(seq_len, dim, dtype, device, **options)
+        if support and (head_dim < 1 or dim % head_dim):
+            return mixers.Support(False, f"{cls.name} needs dim divisible by head_dim={head_dim}, got dim={dim}")
+        return support
+
+    @classmethod
+    def param_count(cls, seq_len, dim, **options):
+        return 4 * dim * dim + 4 * dim
+
+    @classmethod
+    def flops(cls, seq_len, dim, batch=1, head_dim=64, **options):
+        heads = dim // head_dim
+        projections = _spectral.matmul_flops(seq_len, dim, 3 * dim) + _spectral.matmul_flops(seq_len, dim, dim)
+        scores_and_values = 2 * heads * _spectral.matmul_flops(seq_len, head_dim, seq_len)
+        # bias adds (4·n·d); softmax: max, subtract, exp, sum, divide per score (the scaling folds in)
+        elementwise = 4 * seq_len * dim + 5 * heads * seq_len * seq_len
+        return batch * (projections + scores_and_values + elementwise)
+
+    def forward(self, x):
+        *batch, seq_len, dim = x.shape
+        # (…, n, 3, heads, head_dim) -> three (…, heads, n, head_dim) views, no copy
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.heads, self.head_dim)).movedim(-3, 0).transpose(-3, -2)
+        mixed = self.attend(q, k, v)
+        return self.out(mixed.transpose(-3, -2).reshape(x.shape))
+
+    def attend(self, q, k, v):
+        """softmax(q kᵀ / √head_dim) v per head."""
+        return F.scaled_dot_product_attention(q, k, v)
+
+
+@mixers.register("attention-naive")
+class NaiveAttention(Attention):
+    """Multi-head self-attention with an explicit n×n score matrix (no fused kernel)."""
+
+    def attend(self, q, k, v):
+        scores = (q * (1 / math.sqrt(self.head_dim))) @ k.transpose(-2, -1)
+        return scores.softmax(dim=-1) @ v

@@ -1,0 +1,147 @@
+"""2-D DCT token mixing, a real-valued orthonormal alternative to FNet's Fourier mixing (Lee-Thorp
+et al., arXiv 2105.03824; the DCT-II: Ahmed, Natarajan and Rao, 1974): out = C_n X C_dᵀ, the
+orthonormal 2-D DCT-II (scipy.fft.dctn(x, type=2, norm="ortho")).
+
+Two paths (option `method`: "auto", "fft" or "matmul"):
+- "matmul": products with the cached orthonormal DCT matrices, 2·n·d·(n + d) FLOPs in two BLAS calls;
+- "fft": Makhoul's 2-D algorithm (J. Makhoul, "A fast cosine transform in one and two
+  dimensions", IEEE TASSP 1980). Reorder each axis as v = [x_even, reversed x_odd] (one gather),
+  V = rfft2(v), then with w_N = e^{-iπ/2N} and V⁻ the half spectrum at rows -k1 mod n,
+      R = conj(g·w_d^{k2})·conj(V) + (g·w_d^{-k2})·conj(V⁻),   g = ½·s_{k1}·s_{k2}·w_n^{k1}
+  (s the orthonormal scales): out[k1, k2] = Re R[k1, k2] for k2 ≤ d/2 and out[k1, d-k2] = Im R[k1, k2]
+  beyond, written by one gather. O(n·d·log(n·d)).
+"auto" takes the matmul while n + d ≤ MATMUL_MAX_SUM, a crossover measured on CPU
+(scripts/time_fft_cpu.py --dct), and the FFT path above it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+import mixers
+from mixers import _spectral
+
+METHODS = ("auto", "fft", "matmul")
+# The matmul costs 2·(n + d) FLOPs per element, the FFT path a few memory passes and log terms, so
+# the crossover is a line in n + d. Measured on CPU (2 cores, float32, MKL); the same on every device
+# so that flops() and compute_dtype() know the path from the sizes alone. On CUDA it is unmeasured
+# (matmuls are relatively cheaper there, so the crossover is likely higher).
+MATMUL_MAX_SUM = 192
+
+
+@_spectral.tensor_cache
+def dct_matrix(length):
+    """Orthonormal DCT-II matrix C[k, j] = s_k·cos(π(2j+1)k / 2N), s_0 = √(1/N), s_k = √(2/N)."""
+    angle = _spectral.angles(length, 2 * torch.arange(length) + 1, 4 * length)
+    return _scales(length)[:, None] * torch.cos(angle)
+
+
+def _scales(length, count=None):
+    scale = torch.full((count or length,), math.sqrt(2 / length), dtype=torch.float64)
+    scale[0] = math.sqrt(1 / length)
+    return scale
+
+
+@_spectral.tensor_cache
+def makhoul_order(seq_len, dim):
+    """Flat index of v[j1, j2] = x[p_n(j1), p_d(j2)], p_N = [0, 2, 4, …, …, 5, 3, 1]."""
+    def order(length):
+        j = torch.arange(length)
+        return torch.where(j < (length + 1) // 2, 2 * j, 2 * (length - 1 - j) + 1)
+    return (order(seq_len)[:, None] * dim + order(dim)[None, :]).reshape(-1)
+
+
+@_spectral.tensor_cache
+def twiddles(seq_len, dim):
+    """conj(g·w_d^{k2}) and g·w_d^{-k2} over the half spectrum, stacked: (2, n, d//2+1)."""
+    half = dim // 2 + 1
+    k1 = torch.arange(seq_len, dtype=torch.float64)[:, None]
+    k2 = torch.arange(half, dtype=torch.float64)[None, :]
+    g = 0.5 * _scales(seq_len)[:, None] * _scales(dim, half)[None, :] * torch.exp(-1j * math.pi * k1 / (2 * seq_len))
+    w_d = torch.exp(-1j * math.pi * k2 / (2 * dim))
+    return torch.stack([(g * w_d).conj(), g / w_d])
+
+
+@_spectral.tensor_cache
+def negated_rows(seq_len):
+    return -torch.arange(seq_len) % seq_len
+
+
+@_spectral.tensor_cache
+def unfold_index(dim):
+    """Where out[:, l] lies in a row of view_as_real(R): Re R[l] for l ≤ d/2, Im R[d - l] beyond."""
+    l = torch.arange(dim)
+    kept = l <= dim // 2
+    return torch.where(kept, 2 * l, 2 * (dim - l) + 1)
+
+
+def dct2_fft(x: torch.Tensor) -> torch.Tensor:
+    """Orthonormal 2-D DCT-II over the last two axes through one rfft2 (Makhoul)."""
+    seq_len, dim = x.shape[-2:]
+    device = x.device
+    index_dtype = _spectral.index_dtype(seq_len * (dim + 2))
+    v = _spectral.gather(x, 2, makhoul_order(seq_len, dim, dtype=index_dtype, device=device), (seq_len, dim))
+    spectrum = torch.fft.rfft2(v)
+    mirrored = _spectral.select_rows(spectrum, negated_rows(seq_len, dtype=index_dtype, device=device))
+    twiddle = twiddles(seq_len, dim, dtype=spectrum.dtype, device=device)
+    r = torch.addcmul(twiddle[0] * spectrum.conj(), twiddle[1], mirrored.conj())
+    return _spectral.gather(torch.view_as_real(r), 2, unfold_index(dim, dtype=index_dtype, device=device), (dim,))
+
+
+def resolve(seq_len: int, dim: int, method: str = "auto") -> str:
+    """The path ("fft" or "matmul") that `method` takes at this size."""
+    if method != "auto":
+        return method
+    return "matmul" if seq_len + dim <= MATMUL_MAX_SUM else "fft"
+
+
+@mixers.register("dct")
+class DCTMixer(mixers.TokenMixer):
+    """C_n X C_dᵀ, the orthonormal 2-D DCT-II, by matmul or by FFT; no parameters."""
+
+    def __init__(self, seq_len, dim, method="auto"):
+        super().__init__(seq_len, dim)
+        self.method = method
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, method={self.method!r}"
+
+    @classmethod
+    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", method="auto", **options):
+        support = super().supports(seq_len, dim, dtype, device, **options)
+        if support and method not in METHODS:
+            return mixers.Support(False, f"dct method must be one of {', '.join(METHODS)}, got {method!r}")
+        return support
+
+    @classmethod
+    def compute_dtype(cls, dtype, device="cpu", *, seq_len=None, dim=None, method="auto", **options):
+        sizes_known = seq_len is not None and dim is not None
+        if method == "matmul" or (sizes_known and resolve(seq_len, dim, method) == "matmul"):
+            return dtype
+        # The FFT path upcasts half precision even where cuFFT could run float16: its twiddle step
+        # needs complex32 add/addcmul, which PyTorch's CUDA kernels do not all provide.
+        return torch.float32 if dtype in _spectral.HALF_DTYPES else dtype
+
+    @classmethod
+    def flops(cls, seq_len, dim, batch=1, method="auto", **options):
+        if resolve(seq_len, dim, method) == "matmul":
+            return batch * (_spectral.matmul_flops(seq_len, dim, dim) + _spectral.matmul_flops(seq_len, seq_len, dim))
+        # rfft2, then per kept complex value two complex multiplies and an add (6 + 6 + 2)
+        return round(batch * (_spectral.rfft2_flops(seq_len, dim) + 14 * seq_len * (dim // 2 + 1)))
+
+    @classmethod
+    def bytes_min(cls, seq_len, dim, batch=1, dtype=torch.float32, method="auto", **options):
+        itemsize = torch.empty((), dtype=dtype).element_size()
+        matrices = seq_len ** 2 + dim ** 2 if resolve(seq_len, dim, method) == "matmul" else 0
+        return (2 * batch * seq_len * dim + matrices) * itemsize
+
+    def forward(self, x):
+        seq_len, dim = x.shape[-2:]
+        if resolve(seq_len, dim, self.method) == "matmul":
+            # matmuls run in the input's dtype, half precision included
+            mixed = x @ dct_matrix(dim, dtype=x.dtype, device=x.device).mT
+            return torch.matmul(dct_matrix(seq_len, dtype=x.dtype, device=x.device), mixed)
+        compute = self.compute_dtype(x.dtype, x.device, seq_len=seq_len, dim=dim, method="fft")
+        return dct2_fft(x.to(compute)).to(x.dtype)

@@ -1,0 +1,45 @@
+"""The README's "Add a mixer" example works as written: one new file, found, built and conformant."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mixers
+
+REPO = Path(__file__).resolve().parents[2]
+CONFORMANCE = Path(__file__).with_name("test_conformance.py")
+
+
+def readme_example() -> str:
+    text = (REPO / "README.md").read_text()
+    section = text.split("\n## Add a mixer", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match, "no ```python block under '## Add a mixer' in README.md"
+    return match.group(1)
+
+
+def test_readme_example_is_one_new_file(tmp_path):
+    shutil.copytree(Path(mixers.__file__).parent, tmp_path / "mixers",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "mixers" / "pool.py").write_text(readme_example())
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    check = f"""
+import torch, mixers
+assert mixers.__file__.startswith({str(tmp_path)!r}), mixers.__file__
+assert "pool" in mixers.available(), mixers.available()
+for dtype in (torch.float32, torch.float64):
+    module = mixers.build("pool", 16, 8, dtype=dtype)
+    x = torch.randn(2, 16, 8, dtype=dtype)
+    out = module(x)
+    assert out.shape == x.shape and out.dtype == dtype, (out.shape, out.dtype)
+"""
+    result = subprocess.run([sys.executable, "-c", check], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    # the same conformance checks every built-in passes
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--import-mode=importlib",
+                             str(CONFORMANCE), "-k", "pool"], env=env, cwd=tmp_path, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout and "deselected" in result.stdout
