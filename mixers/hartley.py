@@ -34,6 +34,9 @@ class HartleyMixer(mixers.TokenMixer):
         return round(batch * (_spectral.rfft2_flops(seq_len, dim) + 2 * seq_len * (dim // 2 + 1)))
 
     def forward(self, x):
+        return _spectral.self_adjoint(self._transform, x)
+
+    def _transform(self, x):
         seq_len, dim = x.shape[-2:]
         compute = self.compute_dtype(x.dtype, x.device, seq_len=seq_len, dim=dim)
         spectrum = torch.fft.rfft2(x.to(compute)) * (1 + 1j)

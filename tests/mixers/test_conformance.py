@@ -56,6 +56,14 @@ def test_gradients_reach_input_and_every_parameter(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_input_gradient_matches_finite_differences(name):
+    """Catches a wrong hand-written backward (e.g. a self-adjoint shortcut on a map that is not)."""
+    module, x = make(name)
+    x = x[:1].clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(module, (x,), eps=1e-6, atol=1e-7, rtol=1e-5, fast_mode=True)
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_samples_in_a_batch_do_not_influence_each_other(name):
     module, x = make(name)
     with torch.no_grad():
