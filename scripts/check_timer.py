@@ -2,7 +2,7 @@
 
     python scripts/check_timer.py [--device cpu|cuda] [--mixers fft,attention] [--seq-len 1024] [--dim 128]
 
-Both time the same forward call (built by `bench.worker.prepare_call`, under inference mode); the
+Both time the same forward call with the same number of threads (torch.utils.benchmark defaults to one) (built by `bench.worker.prepare_call`, under inference mode); the
 table shows both medians and their ratio. Agreement within the spread of either is the expectation.
 """
 
@@ -38,7 +38,7 @@ def main() -> None:
         call, _, _ = prepare_call(point)
         with torch.inference_mode():
             ours = measure.time_call(call, args.device, policy)
-            theirs = tbench.Timer("call()", globals={"call": call}).blocked_autorange(min_run_time=args.budget)
+            theirs = tbench.Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads()).blocked_autorange(min_run_time=args.budget)
         print(f"{name:16} {ours.median_ms:12.4f} {ours.p20_ms:8.4f}-{ours.p80_ms:<8.4f} {theirs.median * 1e3:25.4f} "
               f"{theirs.iqr * 1e3:8.4f} {ours.median_ms / (theirs.median * 1e3):6.3f}")
 
