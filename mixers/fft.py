@@ -20,8 +20,10 @@ from mixers import _spectral
 class FourierMixer(mixers.TokenMixer):
     """Re(F_n X F_d) via rfft2 and the Hermitian mirror; no parameters."""
 
-    def __init__(self, seq_len, dim):
-        super().__init__(seq_len, dim)
+    # The half spectrum is multiplied by `rotation` (None: not at all), then the mirror gather takes
+    # component 0 of a kept column's pair and component `mirror_part` of a mirrored one.
+    rotation: complex | None = None
+    mirror_part = 0
 
     @classmethod
     def compute_dtype(cls, dtype, device="cpu", *, seq_len=None, dim=None, **options):
@@ -38,4 +40,6 @@ class FourierMixer(mixers.TokenMixer):
         seq_len, dim = x.shape[-2:]
         compute = self.compute_dtype(x.dtype, x.device, seq_len=seq_len, dim=dim)
         spectrum = torch.fft.rfft2(x.to(compute))
-        return _spectral.mirror_fill(torch.view_as_real(spectrum), dim, mirror_part=0).to(x.dtype)
+        if self.rotation is not None:
+            spectrum = spectrum * self.rotation
+        return _spectral.mirror_fill(torch.view_as_real(spectrum), dim, self.mirror_part).to(x.dtype)

@@ -11,33 +11,19 @@ picks component 0 or 1.
 
 from __future__ import annotations
 
-import torch
-
 import mixers
 from mixers import _spectral
+from mixers.fft import FourierMixer
 
 
 @mixers.register("hartley")
-class HartleyMixer(mixers.TokenMixer):
+class HartleyMixer(FourierMixer):
     """Re(F_n X F_d) − Im(F_n X F_d) via rfft2 and the Hermitian mirror; no parameters."""
 
-    def __init__(self, seq_len, dim):
-        super().__init__(seq_len, dim)
-
-    @classmethod
-    def compute_dtype(cls, dtype, device="cpu", *, seq_len=None, dim=None, **options):
-        return _spectral.fft_compute_dtype(dtype, device, (seq_len, dim))
+    rotation = 1 + 1j
+    mirror_part = 1
 
     @classmethod
     def flops(cls, seq_len, dim, batch=1, **options):
         # the rfft2, then a complex multiply by (1 + i): 2 FLOPs per kept complex value
         return round(batch * (_spectral.rfft2_flops(seq_len, dim) + 2 * seq_len * (dim // 2 + 1)))
-
-    def forward(self, x):
-        return _spectral.self_adjoint(self._transform, x)
-
-    def _transform(self, x):
-        seq_len, dim = x.shape[-2:]
-        compute = self.compute_dtype(x.dtype, x.device, seq_len=seq_len, dim=dim)
-        spectrum = torch.fft.rfft2(x.to(compute)) * (1 + 1j)
-        return _spectral.mirror_fill(torch.view_as_real(spectrum), dim, mirror_part=1).to(x.dtype)
