@@ -149,6 +149,16 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def cmd_index(args) -> int:
+    from bench.index import write_index
+
+    results_dir = Path(args.results_dir)
+    if not results_dir.is_dir():
+        return _bad_input(f"{args.results_dir} is not a folder")
+    print(f"mixbench: index: {write_index(results_dir)}")
+    return 0
+
+
 # -- parser -----------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -205,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     comparing.add_argument("--out", help="where to write compare.csv and its plot (default: RUN_B/compare-<A>)")
     comparing.add_argument("--all", action="store_true", help="print every point, not the first 40")
     comparing.set_defaults(run=cmd_compare)
+
+    indexing = commands.add_parser("index", help="write RESULTS_DIR/README.md, the index of the run folders in it")
+    indexing.add_argument("results_dir", metavar="RESULTS_DIR", nargs="?", default="results")
+    indexing.set_defaults(run=cmd_index)
     return parser
 
 

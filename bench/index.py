@@ -1,0 +1,59 @@
+"""The index of committed runs, `results/README.md`, written from the run folders themselves.
+
+Every line comes from a folder's `env.json` and `results.csv` (through `bench.analysis`), so the
+index never states a figure that no run measured, and a CPU run is labelled as one.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import analysis
+
+HEADER = """# Committed runs
+
+Written by `mixbench index {folder}` from each run folder's `env.json` and `results.csv`; do not edit by
+hand. Each folder's `report.html` opens from disk and holds every plot, table and the full environment.
+"""
+
+
+def run_folders(results_dir: Path) -> list[Path]:
+    """Folders under `results_dir` (one level) that hold a results.csv and an env.json."""
+    return sorted(p for p in results_dir.iterdir()
+                  if p.is_dir() and (p / "results.csv").is_file() and (p / "env.json").is_file())
+
+
+def _describe(run_dir: Path) -> str:
+    env = analysis.load_env(run_dir)
+    table = analysis.load_results(run_dir)
+    device = env.get("device", "?")
+    where = f"**{'GPU' if device == 'cuda' else 'CPU'}**: {env.get('device_name', '?')}"
+    if device == "cuda" and env.get("gpu"):
+        gpu = env["gpu"]
+        where += f" (driver {gpu.get('driver')}, CUDA {env.get('cuda')})"
+    counts = table["status"].value_counts()
+    statuses = ", ".join(f"{counts[s]} {s}" for s in analysis.STATUSES if s in counts)
+    lines = [
+        f"## [{run_dir.name}]({run_dir.name}/report.html)",
+        "",
+        f"- {where}; torch {env.get('torch', '?')}; preset `{env.get('preset') or 'custom'}`",
+        f"- {len(table)} points ({statuses}); mixers: {', '.join(sorted(table['mixer'].unique()))}",
+        f"- lengths {', '.join(analysis.format_seq_len(n) for n in sorted(table['seq_len'].unique()))}; "
+        f"dtypes {', '.join(sorted(table['dtype'].unique()))}; modes {', '.join(sorted(table['mode'].unique()))}",
+        f"- measured {env.get('started_at', '?')} to {env.get('finished_at', '?')} at commit "
+        f"`{(env.get('git_commit') or '?')[:10]}`{' (dirty)' if env.get('git_dirty') else ''}",
+        f"- command: `{env.get('command', '?')}`",
+        "",
+    ]
+    lines += [f"> {sentence}" + "\n>" for sentence in analysis.summary(table)]
+    return "\n".join(lines).rstrip(">\n") + "\n"
+
+
+def write_index(results_dir: str | Path) -> Path:
+    """Write `results_dir/README.md` describing every run folder in it; returns its path."""
+    results_dir = Path(results_dir)
+    sections = [_describe(run_dir) for run_dir in run_folders(results_dir)]
+    path = results_dir / "README.md"
+    body = "\n".join(sections) if sections else "No run is committed yet.\n"
+    path.write_text(HEADER.format(folder=results_dir.as_posix()) + "\n" + body)
+    return path
