@@ -1,6 +1,6 @@
 """Helpers shared by the parameter-free transforms: cached transform matrices, the Hermitian mirror
-that turns a half spectrum into a full real output, the half-precision upcast rule, and the FLOP
-conventions every mixer's `flops()` uses.
+that turns a half spectrum into a full real output, the half-precision upcast rule, the custom
+backward of linear maps with a known adjoint, and the FLOP conventions every mixer's `flops()` uses.
 
 FLOP conventions (analytic, per forward call):
 - a complex FFT of length k costs 5·k·log2(k); a real-input FFT about half, 2.5·k·log2(k)
@@ -125,20 +125,31 @@ def select_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return x.reshape(-1, x.shape[-2], x.shape[-1]).index_select(1, index).view(*x.shape[:-2], len(index), x.shape[-1])
 
 
-# --- backward of self-adjoint transforms --------------------------------------------------------
+# --- backward of linear transforms with a known adjoint -----------------------------------------
 
-class _SelfAdjoint(torch.autograd.Function):
-    """y = T(x) for a real linear map T equal to its own adjoint: the input gradient is T(grad)."""
+class _WithAdjoint(torch.autograd.Function):
+    """y = T(x) for a real linear map T whose adjoint Tᵀ is given: the input gradient is Tᵀ(grad)."""
 
     @staticmethod
-    def forward(ctx, x, transform):
-        ctx.transform = transform
+    def forward(ctx, x, transform, adjoint):
+        ctx.adjoint = adjoint
         return transform(x)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        return ctx.transform(grad.contiguous()), None
+        return ctx.adjoint(grad.contiguous()), None, None
+
+
+def with_adjoint(transform, adjoint, x: torch.Tensor) -> torch.Tensor:
+    """`transform(x)`, with a backward that applies `adjoint` (the transposed linear map) to the gradient.
+
+    For an FFT-based map this replaces autograd's replay of every FFT, gather (whose backward is a
+    scatter) and complex elementwise op by one call of a map of about the same cost as the forward.
+    """
+    if not (torch.is_grad_enabled() and x.requires_grad):
+        return transform(x)
+    return _WithAdjoint.apply(x, transform, adjoint)
 
 
 def self_adjoint(transform, x: torch.Tensor) -> torch.Tensor:
@@ -148,9 +159,7 @@ def self_adjoint(transform, x: torch.Tensor) -> torch.Tensor:
     symmetric matrices), so the gradient costs one forward instead of autograd's replay of every
     FFT, mirror gather and scatter (on CPU that replay made a training step ~18x a forward).
     """
-    if not (torch.is_grad_enabled() and x.requires_grad):
-        return transform(x)
-    return _SelfAdjoint.apply(x, transform)
+    return with_adjoint(transform, transform, x)
 
 
 # --- FLOPs --------------------------------------------------------------------------------------
