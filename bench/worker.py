@@ -183,6 +183,7 @@ def measure_point(point: Point, policy: measure.TimingPolicy, peaks: dict, devic
         return {**row, "status": status, "error": reason, "_fatal": _is_fatal_cuda(exc)}
     finally:
         del call, module, x
+        mixers.clear_caches()
         gc.collect()
         if point.device == "cuda":
             torch.cuda.empty_cache()

@@ -28,7 +28,7 @@ from torch import nn
 
 __all__ = [
     "CPU_DTYPES", "CUDA_DTYPES", "Cost", "Support", "TokenMixer", "UnknownMixerError",
-    "UnsupportedError", "available", "build", "get", "register",
+    "UnsupportedError", "available", "build", "clear_caches", "get", "register",
 ]
 
 CPU_DTYPES = (torch.float32, torch.float64)
@@ -195,6 +195,17 @@ def build(name: str, seq_len: int, dim: int, *, dtype: torch.dtype | None = None
     if device is not None or dtype is not None:
         module = module.to(device=device, dtype=dtype)
     return module
+
+
+def clear_caches() -> None:
+    """Free the constants mixers cache across calls (transform matrices, gather indices).
+
+    A sweep calls this between points, so one mixer's cached matrices (dft-matrix at 32k tokens
+    holds gigabytes) neither count against the next point's memory nor push it out of memory.
+    """
+    from mixers import _spectral
+
+    _spectral.clear_caches()
 
 
 def _import_builtins() -> None:
