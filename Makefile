@@ -22,7 +22,8 @@ $(VENV)/.installed: pyproject.toml
 	@$(VPY) -c 'import torch' 2>/dev/null || $(VPY) -m pip install -q torch==$(TORCH_VERSION)
 	@# editable install without build isolation (no network on GPU machines) needs setuptools >= 70.1
 	@$(VPY) -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 71)' 2>/dev/null \
-	  || $(VPY) -m pip install -q 'setuptools>=71'
+	  || $(VPY) -m pip install -q 'setuptools>=71' \
+	  || echo "install: could not get setuptools>=71 (offline?); trying with the one there"
 	$(VPY) -m pip install -q --no-build-isolation -e '.[test]'
 	@touch $@
 
