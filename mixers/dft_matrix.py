@@ -37,9 +37,6 @@ def cos_minus_sin_interleaved(seq_len):
 class DFTMatrixMixer(mixers.TokenMixer):
     """Re(F_n X F_d) as two real matrix products with cached DFT matrices; no parameters."""
 
-    def __init__(self, seq_len, dim):
-        super().__init__(seq_len, dim)
-
     @classmethod
     def flops(cls, seq_len, dim, batch=1, **options):
         return batch * (_spectral.matmul_flops(seq_len, dim, 2 * dim)

@@ -48,9 +48,6 @@ class HadamardMixer(mixers.TokenMixer):
 
     constraints = "seq_len and dim powers of two"
 
-    def __init__(self, seq_len, dim):
-        super().__init__(seq_len, dim)
-
     @classmethod
     def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", **options):
         support = super().supports(seq_len, dim, dtype, device, **options)
