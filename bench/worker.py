@@ -8,11 +8,11 @@ a row with a status and a reason.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import gc
 import hashlib
 import inspect
 import sys
-import traceback
 from types import ModuleType
 
 import torch
@@ -25,6 +25,7 @@ from bench.plan import DTYPES, Point
 _MiB = 2**20
 
 
+@functools.lru_cache(maxsize=None)
 def source_hash(cls: type) -> str:
     """Short hash of the source of a mixer's module and of the private `mixers._*` helpers it uses."""
     module = sys.modules[cls.__module__]
@@ -177,10 +178,7 @@ def measure_point(point: Point, policy: measure.TimingPolicy, peaks: dict, devic
         if isinstance(exc, KeyboardInterrupt):
             raise
         status = "oom" if _is_oom(exc) else "error"
-        reason = _one_line(exc)
-        if status == "error" and not isinstance(exc, (RuntimeError, ValueError, TypeError)):
-            reason += " | " + " ".join(traceback.format_exception_only(type(exc), exc)).strip()[:200]
-        return {**row, "status": status, "error": reason, "_fatal": _is_fatal_cuda(exc)}
+        return {**row, "status": status, "error": _one_line(exc), "_fatal": _is_fatal_cuda(exc)}
     finally:
         del call, module, x
         mixers.clear_caches()

@@ -49,7 +49,9 @@ def test_rows_record_the_dtype_that_computes_and_the_source_hash(monkeypatch):
     assert row["compute_dtype"] == "float32" and len(row["source_hash"]) == 12
     assert worker.source_hash(mixers.get("fft")) != worker.source_hash(mixers.get("attention"))
     # an edit to a private helper module the mixer uses changes its hash
+    worker.source_hash.cache_clear()  # the hash is computed once per class and process
     real_getsource = worker.inspect.getsource
     monkeypatch.setattr(worker.inspect, "getsource", lambda obj: real_getsource(obj) + (
         "# edited" if obj is _spectral else ""))
     assert worker.source_hash(mixers.get("fft")) != row["source_hash"]
+    worker.source_hash.cache_clear()
