@@ -48,7 +48,7 @@ BENCH_GATE ?= median:10%
 BENCH_SUITE = $(if $(BENCH_THREADS),OMP_NUM_THREADS=$(BENCH_THREADS) )$(VPY) -m pytest \
 	tests/benchmarks/test_mixer_benchmarks.py -q -p no:cacheprovider --benchmark-enable \
 	--benchmark-sort=name --benchmark-columns=median,iqr,min,max,rounds,iterations
-BENCH_HOME = $(VPY) -c 'from bench.plan import resolve_device; from pytest_benchmark.utils import get_machine_id; \
+BENCH_HOME = $(VPY) -c 'from bench.measuring.plan import resolve_device; from pytest_benchmark.utils import get_machine_id; \
 	print(resolve_device("auto"), get_machine_id(), sep="/")'
 
 bench-pytest: install

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import mixers
-from bench import env as environment
-from bench import plan, runner
-from bench.plan import DTYPE_ALIASES, DTYPES, MODES, PRESETS, Axes, PlanError, Point
+from bench.measuring import env as environment
+from bench.measuring import plan
+from bench.measuring import runner
+from bench.measuring.plan import DTYPE_ALIASES, DTYPES, MODES, PRESETS, Axes, PlanError, Point
 
 REPO_RESULTS = environment.REPO_ROOT / "results"
 
@@ -98,7 +99,7 @@ def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes
                             timeout_s=timeout_s, budget_s=budget_s, min_reps=min_reps)
     run_plan(sweep_plan)
     if plots:
-        from bench import report
+        from bench.reporting import report
 
         report.write(sweep_plan.out)
     table = pd.read_csv(sweep_plan.out / "results.csv")

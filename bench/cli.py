@@ -83,8 +83,8 @@ def cmd_list(args) -> int:
 
 def cmd_sweep(args) -> int:
     from bench import api
-    from bench.plan import PlanError
-    from bench.store import RunFolderError
+    from bench.measuring.plan import PlanError
+    from bench.measuring.store import RunFolderError
 
     try:
         sweep_plan = api.plan_sweep(args.preset, mixers_=args.mixers, seq_lens=args.seq_lens, dims=args.dims,
@@ -113,8 +113,8 @@ def _run_dir(path: str) -> Path | None:
 
 
 def _draw(run_dir: Path, report: bool) -> int:
-    from bench import plots
-    from bench import report as html_report
+    from bench.reporting import plots
+    from bench.reporting import report as html_report
 
     drawn = plots.draw(run_dir)
     print(f"mixbench: {len(drawn)} plots in {run_dir / 'plots'}")
@@ -138,7 +138,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from bench import compare
+    from bench.reporting import compare
 
     run_a, run_b = _run_dir(args.run_a), _run_dir(args.run_b)
     for given, found in ((args.run_a, run_a), (args.run_b, run_b)):
@@ -150,7 +150,7 @@ def cmd_compare(args) -> int:
 
 
 def cmd_index(args) -> int:
-    from bench.index import write_index
+    from bench.reporting.index import write_index
 
     results_dir = Path(args.results_dir)
     if not results_dir.is_dir():
@@ -162,7 +162,7 @@ def cmd_index(args) -> int:
 # -- parser -----------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from bench.plan import DTYPES, MODES, PRESETS
+    from bench.measuring.plan import DTYPES, MODES, PRESETS
 
     parser = _Parser(prog="mixbench", description="Measure token mixers (FFT, DFT, Hartley, DCT, Hadamard, "
                      "linear, MLP-Mixer, attention...) across sequence lengths: speed, memory, Pareto frontier.")

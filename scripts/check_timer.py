@@ -2,7 +2,7 @@
 
     python scripts/check_timer.py [--device cpu|cuda] [--mixers fft,attention] [--seq-len 1024] [--dim 128]
 
-Both time the same forward call with the same number of threads (torch.utils.benchmark defaults to one) (built by `bench.worker.prepare_call`, under inference mode); the
+Both time the same forward call with the same number of threads (torch.utils.benchmark defaults to one) (built by `bench.measuring.worker.prepare_call`, under inference mode); the
 table shows both medians and their ratio. Agreement within the spread of either is the expectation.
 """
 
@@ -12,9 +12,9 @@ import torch
 import torch.utils.benchmark as tbench
 
 import mixers
-from bench import measure
-from bench.plan import Point
-from bench.worker import prepare_call
+from bench.measuring import measure
+from bench.measuring.plan import Point
+from bench.measuring.worker import prepare_call
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import torch
 
-from bench import env
-from bench.plan import resolve_device
+from bench.measuring import env
+from bench.measuring.plan import resolve_device
 
 # Options that ask for timings; without one of them the benchmarks run once, untimed.
 _ASKS_FOR_TIMINGS = ("benchmark_enable", "benchmark_only", "benchmark_save", "benchmark_autosave",

@@ -23,10 +23,10 @@ import pytest
 import torch
 
 import mixers
-from bench import measure
-from bench.env import device_facts
-from bench.plan import DTYPES, MODES, Point, resolve_device
-from bench.worker import compute_dtype_name, prepare_call, source_hash
+from bench.measuring import measure
+from bench.measuring.env import device_facts
+from bench.measuring.plan import DTYPES, MODES, Point, resolve_device
+from bench.measuring.worker import compute_dtype_name, prepare_call, source_hash
 
 POINTS = {
     "cpu": {"seq_len": 256, "dim": 128, "batch": 1, "dtype": "float32"},

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from bench.store import RunFolder
+from bench.measuring.store import RunFolder
 
 pytestmark = pytest.mark.slow
 

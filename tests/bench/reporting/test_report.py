@@ -1,4 +1,4 @@
-"""bench.report: one self-contained page with every plot embedded, the answer, the tables and the environment."""
+"""bench.reporting.report: one self-contained page with every plot embedded, the answer, the tables and the environment."""
 
 import base64
 import json
@@ -9,7 +9,8 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from bench import plots, report
+from bench.reporting import plots
+from bench.reporting import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = dict(mixers=("fft", "hadamard", "attention", "linear"), seq_lens=(128, 384, 512, 2048, 16384),

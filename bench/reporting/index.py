@@ -1,6 +1,6 @@
 """The index of committed runs, `results/README.md`, written from the run folders themselves.
 
-Every line comes from a folder's `env.json` and `results.csv` (through `bench.analysis`), so the
+Every line comes from a folder's `env.json` and `results.csv` (through `bench.reporting.analysis`), so the
 index never states a figure that no run measured, and a CPU run is labelled as one.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench import analysis
+from bench.reporting import analysis
 
 HEADER = """# Committed runs
 

@@ -1,10 +1,11 @@
-"""bench.compare: two runs matched point by point, ratios B / A, points in only one run listed."""
+"""bench.reporting.compare: two runs matched point by point, ratios B / A, points in only one run listed."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from bench import compare, plots
+from bench.reporting import compare
+from bench.reporting import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

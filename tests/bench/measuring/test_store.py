@@ -2,7 +2,7 @@
 
 import pytest
 
-from bench.store import COLUMNS, RunFolder, RunFolderError
+from bench.measuring.store import COLUMNS, RunFolder, RunFolderError
 
 
 def test_rows_are_appended_with_one_header(tmp_path):

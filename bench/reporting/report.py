@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import analysis, plots
+from bench.reporting import analysis
+from bench.reporting import plots
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f;

@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import mixers
-from bench import api, plan
-from bench.plan import Axes, PlanError
+from bench import api
+from bench.measuring import plan
+from bench.measuring.plan import Axes, PlanError
 
 
 def test_parse_ints_accepts_k_suffix_and_sorts_unique():

@@ -1,4 +1,4 @@
-"""bench.plots: every plot kind is drawn from a fake run folder as a real PNG; styles are stable."""
+"""bench.reporting.plots: every plot kind is drawn from a fake run folder as a real PNG; styles are stable."""
 
 import json
 import subprocess
@@ -7,7 +7,7 @@ import sys
 import pandas as pd
 import pytest
 
-from bench import plots
+from bench.reporting import plots
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = dict(mixers=("fft", "hadamard", "attention", "attention-naive", "mlp-mixer"),
@@ -96,5 +96,5 @@ def test_length_ticks_prefer_powers_of_two():
 
 
 def test_drawing_does_not_import_torch():
-    code = "import sys, bench.analysis, bench.plots, bench.report, bench.compare; sys.exit('torch' in sys.modules)"
+    code = "import sys, bench.reporting.analysis, bench.reporting.plots, bench.reporting.report, bench.reporting.compare; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "a drawing module imports torch"

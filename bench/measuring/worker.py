@@ -1,6 +1,6 @@
 """The child-process side of a sweep: calibrate the device, then measure points one at a time.
 
-A worker runs in a process of its own (spawned by `bench.runner`) so that a hang, a crash or a
+A worker runs in a process of its own (spawned by `bench.measuring.runner`) so that a hang, a crash or a
 poisoned CUDA context costs one point, not the sweep. Everything that can fail inside a point becomes
 a row with a status and a reason.
 """
@@ -18,9 +18,9 @@ from types import ModuleType
 import torch
 
 import mixers
-from bench import measure
-from bench.env import energy_counter
-from bench.plan import DTYPES, Point
+from bench.measuring import measure
+from bench.measuring.env import energy_counter
+from bench.measuring.plan import DTYPES, Point
 
 _MiB = 2**20
 

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Callable
 
 import mixers
-from bench import env as environment
-from bench import measure
-from bench.plan import Axes, Point
-from bench.store import RunFolder, RunFolderError
-from bench.worker import base_row, compute_dtype_name, serve, source_hash
+from bench.measuring import env as environment
+from bench.measuring import measure
+from bench.measuring.plan import Axes, Point
+from bench.measuring.store import RunFolder, RunFolderError
+from bench.measuring.worker import base_row, compute_dtype_name, serve, source_hash
 
 STARTUP_TIMEOUT_S = 300.0  # importing torch and creating a CUDA context on a busy machine
 DIED = ("died",)

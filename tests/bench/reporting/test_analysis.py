@@ -1,4 +1,4 @@
-"""bench.analysis on hand-made tables whose answers are known."""
+"""bench.reporting.analysis on hand-made tables whose answers are known."""
 
 import json
 import math
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import analysis
+from bench.reporting import analysis
 
 GROUP = dict(dim=64, batching="batch=8", dtype="float32", mode="forward", device="cuda")
 

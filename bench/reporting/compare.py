@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
 
-from bench import analysis
-from bench import plots
-from bench.plots import _figure, _legend, _length_axis, _log_ticks, mixer_order, mixer_style
+from bench.reporting import analysis
+from bench.reporting import plots
+from bench.reporting.plots import _figure, _legend, _length_axis, _log_ticks, mixer_order, mixer_style
 
 KEYS = ["mixer", "seq_len", "dim", "batch", "dtype", "mode"]
 _CARRIED = ["batching", "device_name", "status", "time_ms", "peak_mem_mb", "tokens_per_s", "error"]

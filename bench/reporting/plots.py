@@ -22,7 +22,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench import analysis
+from bench.reporting import analysis
 
 KNOWN_MIXERS = ("fft", "dft-matrix", "hartley", "dct", "hadamard", "linear", "mlp-mixer", "attention",
                 "attention-naive")

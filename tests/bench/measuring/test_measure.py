@@ -5,7 +5,7 @@ import time
 import pytest
 import torch
 
-from bench import measure
+from bench.measuring import measure
 
 MiB = 2**20
 

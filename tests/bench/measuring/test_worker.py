@@ -4,9 +4,10 @@ import pytest
 import torch
 
 import mixers
-from bench import measure, worker
-from bench.plan import Point
-from bench.store import COLUMNS
+from bench.measuring import measure
+from bench.measuring import worker
+from bench.measuring.plan import Point
+from bench.measuring.store import COLUMNS
 from mixers import _spectral
 
 POLICY = measure.TimingPolicy(warmup_calls=1, warmup_s=0.0, min_reps=3, budget_s=0.02)

@@ -1,7 +1,7 @@
 """results/README.md is written from the run folders, and says which device each ran on."""
 
 from bench import cli
-from bench.index import write_index
+from bench.reporting.index import write_index
 
 
 def test_index_lists_every_run_with_its_device_and_findings(fake_run, tmp_path):

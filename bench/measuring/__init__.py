@@ -1,0 +1,1 @@
+"""The running stage: plan points, measure them in worker processes, store rows (results.csv, env.json)."""
