@@ -1,17 +1,21 @@
-"""The one way to turn user input into a sweep, shared by the command line and notebooks."""
+"""The one way to turn user input into a sweep or a quality run, shared by the command line and notebooks."""
 
 from __future__ import annotations
 
+import os
 import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import mixers
+from bench import models
+from bench import tasks as task_registry
 from bench.measuring import env as environment
 from bench.measuring import plan
 from bench.measuring import runner
-from bench.measuring.plan import DTYPE_ALIASES, DTYPES, MODES, PRESETS, Axes, PlanError, Point
+from bench.measuring.plan import (DTYPE_ALIASES, DTYPES, MODES, NORMS, PRESETS, QUALITY_PRESETS, SCOPES, Axes,
+                                  PlanError, Point, QualityAxes)
 
 REPO_RESULTS = environment.REPO_ROOT / "results"
 
@@ -23,6 +27,19 @@ class SweepPlan:
     axes: Axes
     points: list[Point]
     out: Path
+    slots: list[runner.Slot]
+    warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QualityPlan:
+    preset: str | None
+    device: str
+    axes: QualityAxes
+    runs: list
+    out: Path
+    slots: list[runner.Slot]
+    warnings: tuple[str, ...] = ()
 
 
 def _slug(text: str) -> str:
@@ -35,33 +52,99 @@ def default_out(preset: str | None, device: str) -> Path:
     return REPO_RESULTS / f"{preset or 'custom'}-{_slug(name)}"
 
 
+def _check_out(out: Path) -> Path:
+    """Refuse an --out that cannot become a run folder, before anything runs."""
+    if out.exists() and not out.is_dir():
+        raise PlanError(f"--out {out} is a file, not a folder")
+    existing = next((parent for parent in (out, *out.parents) if parent.exists()), None)
+    if existing is None or not existing.is_dir():
+        raise PlanError(f"--out {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PlanError(f"--out {out}: cannot create or write in {existing} (permission denied); choose another --out")
+    return out
+
+
+def _positive(**values) -> None:
+    for name, value in values.items():
+        if value is not None and not value > 0:
+            raise PlanError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
+
+
+def _workers(device: str, workers, devices, threads: int | None, default: int = 1) -> tuple[list[runner.Slot], tuple]:
+    """Worker slots from --workers / --devices, and the warnings they deserve."""
+    if workers is not None and devices is not None:
+        raise PlanError("give --workers or --devices, not both")
+    warnings = []
+    if devices is not None:
+        if device != "cuda":
+            raise PlanError(f"--devices names GPUs; this sweep runs on {device} (use --workers N there)")
+        import torch
+
+        indices = plan.parse_ints(devices, "devices", allow_zero=True)
+        visible = torch.cuda.device_count()
+        if any(index >= visible for index in indices):
+            raise PlanError(f"--devices {devices}: this machine has {visible} GPU(s), numbered 0-{visible - 1}")
+        return runner.local_slots(device, devices=indices, threads=threads), ()
+    count = plan.parse_int(workers, "workers") if workers is not None else default
+    if device == "cpu" and count > 1 and workers is not None:
+        warnings.append(f"{count} workers share this CPU's cores and memory bandwidth, so their timings interfere; "
+                        f"compare timings only from one-worker runs")
+    if device == "cuda" and count > 1:
+        import torch
+
+        visible = torch.cuda.device_count()
+        if count > visible:
+            raise PlanError(f"--workers {count}: this machine has {visible} GPU(s); use at most {visible}")
+        return runner.local_slots(device, devices=tuple(range(count)), threads=threads), tuple(warnings)
+    return runner.local_slots(device, workers=count, threads=threads), tuple(warnings)
+
+
 def plan_sweep(preset: str | None = None, *, mixers_=None, seq_lens=None, dims=None, batches=None, tokens=None,
-               dtypes=None, modes=None, device: str = "auto", out: str | Path | None = None,
-               timeout_s: float | None = None, budget_s: float | None = None, min_reps: int | None = None
-               ) -> SweepPlan:
+               dtypes=None, modes=None, scopes=None, model=None, layers=None, ffn=None, vocab=None, norm=None,
+               rounds=None, device: str = "auto", out: str | Path | None = None, timeout_s: float | None = None,
+               budget_s: float | None = None, min_reps: int | None = None, workers=None, devices=None) -> SweepPlan:
     """Validate every input and expand it into points; raises PlanError (one line) on bad input."""
     device = plan.resolve_device(device)
-    if preset is None and not any(v is not None for v in (mixers_, seq_lens, dims, batches, tokens, dtypes, modes)):
+    axes_given = (mixers_, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model)
+    if preset is None and not any(v is not None for v in axes_given):
         preset = plan.default_preset(device)
     if preset is not None and preset not in PRESETS:
         raise PlanError(f"unknown preset {preset!r} (allowed: {', '.join(PRESETS)})")
     base = PRESETS[preset][1] if preset else Axes()
     if batches is not None or tokens is not None:  # either one replaces both of the preset's series
         base = plan.with_overrides(base, batches=(), tokens=())
-    for name, value in (("timeout", timeout_s), ("budget", budget_s), ("min-reps", min_reps)):
-        if value is not None and not value > 0:
-            raise PlanError(f"--{name} must be a positive number, got {value!r}")
+    _positive(timeout=timeout_s, budget=budget_s, min_reps=min_reps)
+    if model is not None and dims is not None:
+        raise PlanError(f"--model {model} sets the width; leave out --dims (or give --layers/--ffn with --dims instead)")
+    if model is not None and model not in models.SHAPES:
+        raise PlanError(f"unknown model {model!r} in --model (allowed: {', '.join(models.SHAPES)})")
     axes = plan.with_overrides(
         base,
-        mixers=plan.parse_names(mixers_, "mixers", mixers.available()) if mixers_ is not None else None,
+        mixers=plan.parse_layouts(mixers_) if mixers_ is not None else None,
         seq_lens=plan.parse_ints(seq_lens, "seq-lens") if seq_lens is not None else None,
         dims=plan.parse_ints(dims, "dims") if dims is not None else None,
         batches=plan.parse_ints(batches, "batch") if batches is not None else None,
         tokens=plan.parse_ints(tokens, "tokens") if tokens is not None else None,
         dtypes=plan.parse_names(dtypes, "dtypes", list(DTYPES), DTYPE_ALIASES) if dtypes is not None else None,
         modes=plan.parse_names(modes, "modes", MODES) if modes is not None else None,
-        timeout_s=timeout_s, budget_s=budget_s, min_reps=min_reps,
+        scopes=plan.parse_names(scopes, "scope", SCOPES) if scopes is not None else None,
+        model=model, timeout_s=timeout_s, budget_s=budget_s, min_reps=min_reps,
+        rounds=plan.parse_int(rounds, "rounds") if rounds is not None else None,
     )
+    if dims is not None and base.model is not None:
+        axes = plan.with_overrides(axes, model="")  # explicit widths replace the preset's named shape
+    axes = plan.apply_model(plan.with_overrides(axes, model=axes.model or None) if axes.model else
+                            plan.with_overrides(axes))
+    if axes.model == "":
+        axes = plan.with_overrides(axes)
+    axes = plan.with_overrides(
+        axes,
+        layers=plan.parse_int(layers, "layers") if layers is not None else None,
+        ffn=plan.parse_int(ffn, "ffn") if ffn is not None else None,
+        vocab=plan.parse_int(vocab, "vocab", allow_zero=True) if vocab is not None else None,
+        norm=plan.parse_names(norm, "norm", NORMS)[0] if norm is not None else None,
+    )
+    plan.check_layouts(axes)
     allowed = mixers.CPU_DTYPES if device == "cpu" else mixers.CUDA_DTYPES
     allowed_names = [name for name, dtype in DTYPES.items() if dtype in allowed]
     for name in axes.dtypes:
@@ -70,22 +153,79 @@ def plan_sweep(preset: str | None = None, *, mixers_=None, seq_lens=None, dims=N
     points = plan.expand(axes, device)
     if not points:
         raise PlanError("nothing to measure: the chosen mixers, lengths and settings give no points")
-    out_path = Path(out) if out is not None else default_out(preset, device)
-    if out_path.exists() and not out_path.is_dir():
-        raise PlanError(f"--out {out_path} is a file, not a folder")
-    return SweepPlan(preset, device, axes, points, out_path)
+    slots, warnings = _workers(device, workers, devices, None)
+    out_path = _check_out(Path(out) if out is not None else default_out(preset, device))
+    return SweepPlan(preset, device, axes, points, out_path, slots, warnings)
 
 
 def run_plan(sweep_plan: SweepPlan, *, flush_l2: bool = False, progress=None) -> runner.SweepReport:
     """Measure a planned sweep into its folder (resuming it)."""
     return runner.run(sweep_plan.points, sweep_plan.axes, sweep_plan.device, sweep_plan.out,
-                      preset=sweep_plan.preset, flush_l2=flush_l2, progress=progress)
+                      preset=sweep_plan.preset, flush_l2=flush_l2, progress=progress, slots=sweep_plan.slots)
+
+
+def plan_quality(preset: str | None = None, *, tasks=None, mixers_=None, seq_lens=None, dims=None, layers=None,
+                 steps=None, lrs=None, seeds=None, batch=None, norm=None, shift=None, device: str = "auto",
+                 out: str | Path | None = None, timeout_s: float | None = None, workers=None,
+                 devices=None) -> QualityPlan:
+    """Validate the input of a quality run and expand it into training runs; raises PlanError (one line)."""
+    device = plan.resolve_device(device)
+    if preset is None:
+        preset = plan.default_preset(device)
+    if preset not in QUALITY_PRESETS:
+        raise PlanError(f"unknown preset {preset!r} for quality (allowed: {', '.join(QUALITY_PRESETS)})")
+    _positive(timeout=timeout_s)
+    base = QUALITY_PRESETS[preset][1]
+    axes = plan.with_overrides(
+        base,
+        tasks=plan.parse_names(tasks, "tasks", task_registry.available()) if tasks is not None else None,
+        mixers=plan.parse_layouts(mixers_) if mixers_ is not None else None,
+        seq_lens=plan.parse_ints(seq_lens, "seq-lens") if seq_lens is not None else None,
+        dims=plan.parse_ints(dims, "dims") if dims is not None else None,
+        layers=plan.parse_int(layers, "layers") if layers is not None else None,
+        steps=plan.parse_int(steps, "steps") if steps is not None else None,
+        lrs=plan.parse_floats(lrs, "lrs") if lrs is not None else None,
+        seeds=plan.parse_ints(seeds, "seeds", allow_zero=True) if seeds is not None else None,
+        batch=plan.parse_int(batch, "batch") if batch is not None else None,
+        norm=plan.parse_names(norm, "norm", NORMS)[0] if norm is not None else None,
+        shift=shift, timeout_s=timeout_s,
+    )
+    if device == "cpu" and axes.dtype != "float32":
+        axes = plan.with_overrides(axes, dtype="float32")
+    for text in axes.mixers or plan.default_layouts():
+        layout = models.parse_layout(text)
+        if layout.top_layers > axes.layers:
+            raise PlanError(f"layout {text} puts {layout.top} in the last {layout.top_layers} layers, but the "
+                            f"model has {axes.layers} (--layers); K must be at most the layer count")
+    for task in axes.tasks:
+        for seq_len in plan.quality_seq_lens(axes, task):
+            support = task_registry.get(task).supports(seq_len)
+            if not support:
+                raise PlanError(f"task {task} cannot run at --seq-lens {seq_len}: {support.reason}")
+    runs = plan.expand_quality(axes, device)
+    cores = os.cpu_count() or 1
+    default_workers = min(2, cores) if device == "cpu" else 1
+    count = plan.parse_int(workers, "workers") if workers is not None else (axes.workers or default_workers)
+    threads = max(1, cores // count) if device == "cpu" else None
+    slots, _ = _workers(device, count if devices is None else None, devices, threads, default_workers)
+    out_path = _check_out(Path(out) if out is not None else default_out(preset, device))
+    return QualityPlan(preset, device, axes, runs, out_path, slots)
+
+
+def run_quality(quality_plan: QualityPlan, *, progress=None) -> runner.SweepReport:
+    """Train a planned quality run into its folder's quality.csv (resuming it)."""
+    axes = quality_plan.axes
+    settings = {"tasks": list(axes.tasks), "layers": axes.layers, "norm": axes.norm, "shift": axes.shift,
+                "batch": axes.batch, "steps": axes.steps, "lrs": list(axes.lrs), "seeds": list(axes.seeds)}
+    return runner.run_training(quality_plan.runs, quality_plan.device, quality_plan.out, timeout_s=axes.timeout_s,
+                               preset=quality_plan.preset, progress=progress, slots=quality_plan.slots,
+                               settings=settings)
 
 
 def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes=None, modes=None, *,
           preset: str | None = None, device: str = "auto", out: str | Path | None = None,
           timeout_s: float | None = None, budget_s: float | None = None, min_reps: int | None = None,
-          plots: bool = False):
+          rounds=None, scopes=None, model=None, plots: bool = False):
     """Run a sweep from Python and return its rows as a pandas DataFrame (attrs['run_dir'] names the folder).
 
     Arguments take lists or comma-separated strings, as on the command line; `out=None` measures
@@ -94,7 +234,7 @@ def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes
     import pandas as pd
 
     sweep_plan = plan_sweep(preset, mixers_=mixers, seq_lens=seq_lens, dims=dims, batches=batch, tokens=tokens,
-                            dtypes=dtypes, modes=modes, device=device,
+                            dtypes=dtypes, modes=modes, scopes=scopes, model=model, rounds=rounds, device=device,
                             out=out if out is not None else tempfile.mkdtemp(prefix="mixbench-"),
                             timeout_s=timeout_s, budget_s=budget_s, min_reps=min_reps)
     run_plan(sweep_plan)
@@ -102,11 +242,12 @@ def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes
         from bench.reporting import report
 
         report.write(sweep_plan.out)
-    table = pd.read_csv(sweep_plan.out / "results.csv")
+    from bench.reporting import analysis
+
+    table = analysis.load_results(sweep_plan.out)
     wanted = {point.key for point in sweep_plan.points}
-    keys = zip(*(table[column] for column in Point.__dataclass_fields__))
-    table = table[[key in wanted for key in keys]]
-    # a point re-measured after its mixer's source changed has an older row too: the newest wins
-    table = table.drop_duplicates(subset=list(Point.__dataclass_fields__), keep="last").reset_index(drop=True)
+    keys = [Point.from_row({k: "" if v is None or v != v else v for k, v in row.items()}).key
+            for row in table.to_dict("records")]
+    table = table[[key in wanted for key in keys]].reset_index(drop=True)
     table.attrs["run_dir"] = str(sweep_plan.out)
     return table

@@ -27,6 +27,17 @@ class Timing:
     p80_ms: float
     reps: int
     energy_mj: float | None = None  # per call, from NVML's energy counter where the GPU has one
+    samples_ms: tuple[float, ...] = ()  # every timed call, ascending
+
+    def order_statistics(self, count: int = 129) -> list[float]:
+        """`count` evenly spaced order statistics of the samples (all of them when there are fewer).
+
+        Rounds keep these instead of every sample: pooled with weight reps / count each, their
+        median is the median of all samples to within one step of the sketch.
+        """
+        if len(self.samples_ms) <= count:
+            return list(self.samples_ms)
+        return [quantile(list(self.samples_ms), i / (count - 1)) for i in range(count)]
 
 
 @dataclass(frozen=True)
@@ -117,7 +128,8 @@ def time_call(fn: Callable[[], object], device: torch.device | str,
         if energy_end is not None and energy_end > energy_start:
             energy_mj = (energy_end - energy_start) / len(samples)
     ordered = sorted(samples)
-    return Timing(quantile(ordered, 0.5), quantile(ordered, 0.2), quantile(ordered, 0.8), len(samples), energy_mj)
+    return Timing(quantile(ordered, 0.5), quantile(ordered, 0.2), quantile(ordered, 0.8), len(samples), energy_mj,
+                  tuple(ordered))
 
 
 def _timed_round(fn, device: torch.device, count: int, flush) -> list[float]:
@@ -178,6 +190,36 @@ class _LiveTensorBytes(TorchDispatchMode):
 
 CPU_MEMORY_METHOD = "live tensor bytes at the dispatcher (excludes library scratch)"
 CUDA_MEMORY_METHOD = "torch.cuda max_memory_allocated during the call minus allocated before"
+
+
+def resident_mb(*holders) -> float:
+    """MiB held across calls by tensors, modules and optimizers (parameters, gradients, buffers, state).
+
+    Each storage counts once, however many tensors view it. This is the memory `peak_memory` leaves
+    out because it was allocated before the call.
+    """
+    storages: dict[int, int] = {}
+
+    def add(item) -> None:
+        if isinstance(item, torch.Tensor):
+            storage = item.untyped_storage()
+            storages[storage.data_ptr()] = storage.nbytes()
+            if item.grad is not None:
+                add(item.grad)
+        elif isinstance(item, torch.nn.Module):
+            for tensor in (*item.parameters(), *item.buffers()):
+                add(tensor)
+        elif isinstance(item, torch.optim.Optimizer):
+            for state in item.state.values():
+                for value in tree_flatten(state)[0]:
+                    add(value)
+        elif isinstance(item, (list, tuple)):
+            for value in item:
+                add(value)
+
+    for holder in holders:
+        add(holder)
+    return sum(storages.values()) / 2**20
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device | str) -> Memory:

@@ -1,21 +1,30 @@
 """What a sweep measures: presets, axes, and the list of points they expand to.
 
 Everything here is plain data and validation; nothing touches a device.
+
+A point has a *scope*: `mixer` (the token mixer alone), `block` (one encoder layer: the mixer and a
+feed-forward sublayer, residuals and LayerNorms) or `encoder` (embeddings, N layers and a masked-LM
+head). Where a mixer name goes, a layout `BASE+TOP:K` may go too (TOP in an encoder's last K layers);
+see `bench.models`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import torch
 
 import mixers
+from bench import models
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
 DTYPE_ALIASES = {"fp32": "float32", "fp64": "float64", "bf16": "bfloat16", "fp16": "float16",
                  "half": "float16", "float": "float32", "double": "float64"}
 MODES = ("forward", "train")
 DEVICES = ("auto", "cpu", "cuda")
+SCOPES = ("mixer", "block", "encoder")
+NORMS = ("post", "pre")
 
 
 class PlanError(ValueError):
@@ -24,11 +33,20 @@ class PlanError(ValueError):
 
 @dataclass(frozen=True)
 class Point:
-    """One measurement: a mixer at one size, dtype, mode and device."""
+    """One measurement: a mixer (or layout) at one scope, size, dtype, mode and device.
+
+    `layers`, `ffn` and `norm` describe a block or an encoder and `vocab` an encoder; they are None
+    where the scope has no such part (a mixer alone has none of them).
+    """
 
     mixer: str
+    scope: str
     seq_len: int
     dim: int
+    layers: int | None
+    ffn: int | None
+    vocab: int | None
+    norm: str | None
     batch: int
     batching: str  # how the series chose its batch: "batch=8" or "tokens=65536"
     dtype: str
@@ -37,31 +55,57 @@ class Point:
 
     @property
     def key(self) -> tuple:
-        return (self.mixer, self.seq_len, self.dim, self.batch, self.batching, self.dtype, self.mode, self.device)
+        return tuple(getattr(self, name) for name in POINT_FIELDS)
 
     @property
     def series(self) -> tuple:
         """The settings shared by the lengths of one line in a plot."""
-        return (self.mixer, self.dim, self.batching, self.dtype, self.mode, self.device)
+        return tuple(getattr(self, name) for name in POINT_FIELDS if name not in ("seq_len", "batch"))
 
     def label(self) -> str:
-        return f"{self.mixer} n={self.seq_len} d={self.dim} b={self.batch} {self.dtype} {self.mode}"
+        scope = "" if self.scope == "mixer" else f" [{self.scope}]"
+        return f"{self.mixer}{scope} n={self.seq_len} d={self.dim} b={self.batch} {self.dtype} {self.mode}"
 
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_row(cls, row: dict) -> "Point":
+        """The point a results row (strings, as read back from results.csv) was measured at."""
+        values = {}
+        for item in fields(cls):
+            text = row.get(item.name, "")
+            text = "" if text is None else str(text)
+            if item.name == "scope" and not text:
+                text = "mixer"  # rows written before scopes existed
+            if "int" in str(item.type):
+                values[item.name] = int(float(text)) if text != "" else None
+            else:
+                values[item.name] = text if text != "" or "None" not in str(item.type) else None
+        return cls(**values)
+
+
+POINT_FIELDS = tuple(item.name for item in fields(Point))
+
 
 @dataclass(frozen=True)
 class Axes:
-    """The axes of a sweep; their product (per batching) is the list of points."""
+    """The axes of a sweep; their product (per batching and scope) is the list of points."""
 
-    mixers: tuple[str, ...] = ()  # empty: every registered mixer
+    mixers: tuple[str, ...] = ()  # mixer names or layouts; empty: every registered mixer
     seq_lens: tuple[int, ...] = (256, 512, 1024, 2048, 4096)
     dims: tuple[int, ...] = (128,)
     batches: tuple[int, ...] = (1,)  # fixed batch sizes
     tokens: tuple[int, ...] = ()  # fixed tokens per batch: batch = max(1, tokens // seq_len)
     dtypes: tuple[str, ...] = ("float32",)
     modes: tuple[str, ...] = MODES
+    scopes: tuple[str, ...] = ("mixer",)
+    layers: int = models.DEFAULT_LAYERS  # encoder layers (a block is one)
+    ffn: int | None = None  # feed-forward width; None: 4 x dim
+    vocab: int = models.DEFAULT_VOCAB  # encoder vocabulary; 0: vectors in, no embedding and no head
+    norm: str = "post"
+    model: str | None = None  # a named shape (bench.models.SHAPES): sets dims, layers and ffn
+    rounds: int = 2  # worker processes each point is measured in, interleaved across the sweep
     timeout_s: float = 60.0
     budget_s: float = 0.5  # measured time per point before repetitions stop
     min_reps: int = 5
@@ -69,11 +113,13 @@ class Axes:
 
 
 POWERS = tuple(2**k for k in range(7, 16))  # 128 ... 32768
+FNET_LAYOUTS = ("attention", "attention-naive", "fft", "dft-matrix", "linear", "fft+attention:2")
 
 PRESETS: dict[str, tuple[str, Axes]] = {
-    "cpu": ("all mixers, d=128, batch 1, lengths 256-4096, float32, forward and train; ~2-3 min on 2 cores",
+    "cpu": ("all mixers, d=128, batch 1, lengths 256-4096, float32, forward and train, 2 rounds; "
+            "a few minutes on 2 cores",
             Axes(seq_lens=(256, 512, 1024, 2048, 4096), dims=(128,), batches=(1,), dtypes=("float32",),
-                 budget_s=0.25, min_reps=3, timeout_s=60.0)),
+                 budget_s=0.15, min_reps=3, timeout_s=60.0)),
     "gpu": ("all mixers, d=768, lengths 128-32768 (powers of two and 384, 1000, 3072, 12288), batch 8 and "
             "65536 tokens per batch, bfloat16 and float32, forward and train",
             Axes(seq_lens=tuple(sorted(POWERS + (384, 1000, 3072, 12288))), dims=(768,), batches=(8,),
@@ -87,6 +133,18 @@ PRESETS: dict[str, tuple[str, Axes]] = {
              Axes(seq_lens=tuple(2**k for k in range(10, 18)), dims=(768,), batches=(), tokens=(131072,),
                   dtypes=("bfloat16", "float32"), modes=("forward",), budget_s=0.3, min_reps=10,
                   timeout_s=120.0, mixer_filter="nlogn")),
+    "encoder": ("the mixer's share of a model on CPU: attention, fft, linear, dft-matrix, mlp-mixer and "
+                "fft+attention:2 at mixer, block and encoder scope; the tiny shape (2 layers, d=128, ffn 512), "
+                "vocabulary 32000, lengths 128-2048, batch 4, float32, forward and train",
+                Axes(mixers=("attention", "fft", "linear", "dft-matrix", "mlp-mixer", "fft+attention:2"),
+                     seq_lens=(128, 256, 512, 1024, 2048), batches=(4,), dtypes=("float32",),
+                     scopes=SCOPES, model="tiny", budget_s=0.15, min_reps=3, timeout_s=120.0)),
+    "fnet-paper": ("the FNet paper's speed table: BERT-Base shape (12 layers, d=768, ffn 3072), vocabulary 32000, "
+                   "8 sequences per batch, 512 tokens and the LRA lengths up to 8192, bfloat16 and float32, "
+                   "forward and train, the paper's layouts at all three scopes",
+                   Axes(mixers=FNET_LAYOUTS, seq_lens=(512, 1024, 2048, 4096, 8192), batches=(8,),
+                        dtypes=("bfloat16", "float32"), scopes=SCOPES, model="base", budget_s=0.3,
+                        min_reps=10, timeout_s=180.0)),
 }
 
 
@@ -125,17 +183,42 @@ def parse_names(values, what: str, allowed, aliases: dict | None = None) -> tupl
     return tuple(resolved)
 
 
-def parse_ints(values, what: str) -> tuple[int, ...]:
+def parse_layouts(values, what: str = "mixers") -> tuple[str, ...]:
+    """Mixer names and layouts (BASE+TOP:K), each validated and written canonically, in the order given."""
+    resolved: list[str] = []
+    for text in _items(values, what, "mixer names or layouts BASE+TOP:K; see `mixbench list`"):
+        if "+" not in text and text not in mixers.available():
+            raise PlanError(f"unknown mixer {text!r} in --{what} (allowed: {', '.join(mixers.available())}, "
+                            f"or a layout BASE+TOP:K)")
+        try:
+            name = str(models.parse_layout(text))
+        except models.LayoutError as exc:
+            raise PlanError(f"{exc} (in --{what})") from None
+        if name not in resolved:
+            resolved.append(name)
+    return tuple(resolved)
+
+
+def parse_ints(values, what: str, *, allow_zero: bool = False) -> tuple[int, ...]:
     """Positive integers from a comma-separated string or a sequence (1k and 2K mean 1024 and 2048)."""
     parsed = []
-    for item in _items(values, what, "positive integers such as 512,1024 or 1k,4k"):
+    kind = "non-negative" if allow_zero else "positive"
+    for item in _items(values, what, f"{kind} integers such as 512,1024 or 1k,4k"):
         item = item.lower()
         scale = 1024 if item.endswith("k") else 1
         digits = item[:-1] if scale > 1 else item
-        if not digits.isdigit() or int(digits) * scale < 1:
-            raise PlanError(f"--{what} takes positive integers such as 512,1024 or 1k,4k; got {item!r} in {values!r}")
+        if not digits.isdigit() or int(digits) * scale < (0 if allow_zero else 1):
+            raise PlanError(f"--{what} takes {kind} integers such as 512,1024 or 1k,4k; got {item!r} in {values!r}")
         parsed.append(int(digits) * scale)
     return tuple(sorted(set(parsed)))
+
+
+def parse_int(value, what: str, *, allow_zero: bool = False) -> int:
+    """One positive (or non-negative) integer, with the k suffix."""
+    values = parse_ints(str(value), what, allow_zero=allow_zero)
+    if len(values) != 1:
+        raise PlanError(f"--{what} takes one integer, got {value!r}")
+    return values[0]
 
 
 def _grows_as_n_log_n(cls) -> bool:
@@ -147,8 +230,18 @@ def _grows_as_n_log_n(cls) -> bool:
 def mixer_names(axes: Axes) -> tuple[str, ...]:
     names = axes.mixers or tuple(mixers.available())
     if axes.mixer_filter == "nlogn":
-        names = tuple(name for name in names if _grows_as_n_log_n(mixers.get(name)))
+        names = tuple(name for name in names if name in mixers.available() and _grows_as_n_log_n(mixers.get(name)))
     return names
+
+
+def shape_of(axes: Axes, scope: str, dim: int) -> dict:
+    """layers, ffn, vocab and norm of a point at `scope` (None where the scope has no such part)."""
+    if scope == "mixer":
+        return dict(layers=None, ffn=None, vocab=None, norm=None)
+    ffn = axes.ffn or models.default_ffn(dim)
+    if scope == "block":
+        return dict(layers=1, ffn=ffn, vocab=None, norm=axes.norm)
+    return dict(layers=axes.layers, ffn=ffn, vocab=axes.vocab, norm=axes.norm)
 
 
 def expand(axes: Axes, device: str) -> list[Point]:
@@ -158,16 +251,126 @@ def expand(axes: Axes, device: str) -> list[Point]:
     if not series:
         raise PlanError("a sweep needs at least one --batch or --tokens value")
     points = []
-    for dtype in axes.dtypes:
-        for mode in axes.modes:
-            for dim in axes.dims:
-                for batching, batch_of in series:
-                    for mixer in mixer_names(axes):
-                        for seq_len in sorted(axes.seq_lens):
-                            points.append(Point(mixer, seq_len, dim, batch_of(seq_len), batching, dtype, mode, device))
+    for scope in axes.scopes:
+        for dtype in axes.dtypes:
+            for mode in axes.modes:
+                for dim in axes.dims:
+                    shape = shape_of(axes, scope, dim)
+                    for batching, batch_of in series:
+                        for mixer in mixer_names(axes):
+                            for seq_len in sorted(axes.seq_lens):
+                                points.append(Point(mixer, scope, seq_len, dim, batch=batch_of(seq_len),
+                                                    batching=batching, dtype=dtype, mode=mode, device=device,
+                                                    **shape))
     return points
 
 
 def with_overrides(axes: Axes, **overrides) -> Axes:
     """The axes with every override that is not None applied."""
     return replace(axes, **{key: value for key, value in overrides.items() if value is not None})
+
+
+def apply_model(axes: Axes) -> Axes:
+    """The axes with a named shape's width, layers and feed-forward width filled in."""
+    if axes.model is None:
+        return axes
+    if axes.model not in models.SHAPES:
+        raise PlanError(f"unknown model {axes.model!r} in --model (allowed: {', '.join(models.SHAPES)})")
+    shape = models.SHAPES[axes.model]
+    return replace(axes, dims=(shape.dim,), layers=shape.layers, ffn=shape.ffn)
+
+
+def check_layouts(axes: Axes) -> None:
+    """Refuse a layout whose top K layers exceed the encoder's layer count."""
+    if "encoder" not in axes.scopes:
+        return
+    for text in mixer_names(axes):
+        layout = models.parse_layout(text)
+        if layout.top_layers > axes.layers:
+            raise PlanError(f"layout {text} puts {layout.top} in the last {layout.top_layers} layers, but the "
+                            f"encoder has {axes.layers} (--layers); K must be at most the layer count")
+
+
+# --- quality: training runs -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class QualityAxes:
+    """The axes of a quality run; their product is the list of training runs."""
+
+    tasks: tuple[str, ...] = ("mqar",)
+    mixers: tuple[str, ...] = ()  # mixer names or layouts; empty: every registered mixer and FNet-Hybrid
+    seq_lens: tuple[int, ...] = ()  # empty: each task's length from `task_seq_lens`
+    task_seq_lens: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    dims: tuple[int, ...] = (64,)
+    layers: int = 2
+    ffn_ratio: int = 4  # feed-forward width = ffn_ratio x dim
+    norm: str = "pre"
+    shift: bool = True  # the previous-token shift (bench.models.Encoder), for every layout alike
+    batch: int = 32
+    steps: int = 500
+    lrs: tuple[float, ...] = (3e-3,)
+    seeds: tuple[int, ...] = (0, 1)
+    dtype: str = "float32"
+    timeout_s: float = 900.0
+    workers: int | None = None  # None: 2 on a CPU (one thread each), 1 per GPU
+
+
+HYBRID = "fft+attention:1"  # FNet-Hybrid's attention-on-top, in a 2-layer model: the last layer
+
+QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
+    "cpu": ("every mixer and FNet-Hybrid on MQAR (64 tokens, 8 pairs) and majority (64 tokens): 2 layers, d=64, "
+            "pre-norm with the previous-token shift, 500 steps of batch 32, lr 3e-3, seeds 0 and 1",
+            QualityAxes(tasks=("mqar", "majority"), task_seq_lens=(("mqar", (64,)), ("majority", (64,)),
+                                                                   ("listops", (128,))))),
+    "gpu": ("every mixer and FNet-Hybrid on MQAR at Zoology's sizes and ListOps at LRA's length 2000: 2 layers, "
+            "widths 64-256, learning-rate grid, 3 seeds",
+            QualityAxes(tasks=("mqar", "listops", "majority"),
+                        task_seq_lens=(("mqar", (256,)), ("listops", (2000,)), ("majority", (512,))),
+                        dims=(64, 128, 256), batch=64, steps=4000, lrs=(1e-3, 3e-3), seeds=(0, 1, 2),
+                        dtype="bfloat16", timeout_s=1800.0)),
+}
+
+
+def default_layouts() -> tuple[str, ...]:
+    """Every registered mixer, then FNet-Hybrid."""
+    return (*mixers.available(), HYBRID)
+
+
+def quality_seq_lens(axes: QualityAxes, task: str) -> tuple[int, ...]:
+    if axes.seq_lens:
+        return axes.seq_lens
+    lengths = dict(axes.task_seq_lens).get(task)
+    if not lengths:
+        raise PlanError(f"no length for task {task!r} in this preset; give --seq-lens")
+    return lengths
+
+
+def expand_quality(axes: QualityAxes, device: str) -> list:
+    """Every training run of the axes: per task, layout, length, width, rate and seed."""
+    from bench.measuring.train import TrainPoint
+
+    runs = []
+    for task in axes.tasks:
+        for layout in axes.mixers or default_layouts():
+            for seq_len in quality_seq_lens(axes, task):
+                for dim in axes.dims:
+                    for lr in axes.lrs:
+                        for seed in axes.seeds:
+                            runs.append(TrainPoint(task, layout, seq_len, dim, axes.layers, axes.ffn_ratio * dim,
+                                                   axes.norm, axes.shift, axes.batch, axes.steps, lr, seed,
+                                                   axes.dtype, device))
+    return runs
+
+
+def parse_floats(values, what: str) -> tuple[float, ...]:
+    """Positive numbers from a comma-separated string or a sequence (3e-3,1e-3)."""
+    parsed = []
+    for item in _items(values, what, "positive numbers such as 1e-3,3e-3"):
+        try:
+            value = float(item)
+        except ValueError:
+            value = math.nan
+        if not value > 0 or math.isinf(value):
+            raise PlanError(f"--{what} takes positive numbers such as 1e-3,3e-3; got {item!r} in {values!r}")
+        parsed.append(value)
+    return tuple(sorted(set(parsed)))

@@ -1,52 +1,130 @@
-"""The parent side of a sweep: hand points to a worker process, survive whatever happens there.
+"""The parent side of a sweep: hand work to worker processes, survive whatever happens there.
 
+- Work comes in *units*: a series of timing points (one mixer over its lengths, shortest first) in one
+  round, or one training run. Each worker takes a unit and runs its items one at a time; the parent is
+  the only writer of the run folder.
 - A point that runs past its timeout is killed and recorded as `timeout`; a worker that dies
   (segfault, illegal memory access, abort) is recorded as `error` for the point it was on; in both
   cases a fresh worker carries on with the next point.
 - After an `oom` (or a `timeout`) the longer lengths of that series are recorded as the same status
-  without running: they would only fail more slowly.
-- Points already in `results.csv` (measured with the same mixer source) are skipped, so running the
-  same sweep into the same folder resumes it.
+  without running: they would only fail more slowly. Other series are not touched.
+- Rounds: each point is measured in `rounds` different worker processes. The plan runs once, then
+  again (a worker serves one round only), so that drifts and neighbours spread over every point. Each
+  round is logged to rounds.jsonl; the point's row is written to results.csv when its last round is in.
+- Points already in `results.csv` (measured with the same source) are skipped, and rounds already in
+  rounds.jsonl are not measured again, so running the same sweep into the same folder resumes it.
+- SIGINT and SIGTERM (see `interrupts`) stop the sweep at once: workers are killed, the point in flight
+  is not written, env.json records the interruption. A second signal ends the process immediately.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
 import time
+from collections import deque
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import mixers
 from bench.measuring import env as environment
 from bench.measuring import measure
 from bench.measuring.plan import Axes, Point
 from bench.measuring.store import RunFolder, RunFolderError
-from bench.measuring.worker import base_row, compute_dtype_name, serve, source_hash
+from bench.measuring.worker import base_row, compute_dtype_name, metrics, serve
 
 STARTUP_TIMEOUT_S = 300.0  # importing torch and creating a CUDA context on a busy machine
 DIED = ("died",)
+CUT_OFF = ("oom", "timeout")
 
 
-def _now() -> str:
+def now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-class _Worker:
-    """One spawned worker process and its end of the pipe."""
+# --- interruption -------------------------------------------------------------------------------------
 
-    def __init__(self, device: str, device_name: str, policy: measure.TimingPolicy):
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; the sweep stops and says how to resume."""
+
+    def __init__(self, signum: int):
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+@contextmanager
+def interrupts():
+    """Turn the first SIGINT or SIGTERM into `Interrupted`; a second one ends the process at once."""
+    received: list[int] = []
+
+    def handle(signum, frame):
+        if received:
+            os._exit(128 + signum)
+        received.append(signum)
+        raise Interrupted(signum)
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# --- workers ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one worker runs: its device index (or worker number on a CPU) and the environment it starts with."""
+
+    index: int
+    env: dict = field(default_factory=dict)
+    threads: int | None = None
+
+
+def local_slots(device: str, workers: int = 1, devices: tuple[int, ...] = (), threads: int | None = None
+                ) -> list[Slot]:
+    """One slot per GPU in `devices` (each worker sees only its own through CUDA_VISIBLE_DEVICES), or
+    `workers` slots on the device (sharing it)."""
+    if devices:
+        return [Slot(index, {"CUDA_VISIBLE_DEVICES": str(index)} if device == "cuda" else {}, threads)
+                for index in devices]
+    return [Slot(index, {}, threads) for index in range(workers)]
+
+
+class Worker:
+    """One spawned worker process on a slot, serving one round, and its end of the pipe."""
+
+    def __init__(self, slot: Slot, device: str, device_name: str, policy: measure.TimingPolicy, round_: int = 1):
+        self.slot, self.round = slot, round_
         context = multiprocessing.get_context("spawn")
         self.conn, child_conn = context.Pipe()
-        self.process = context.Process(target=serve, args=(child_conn, device, device_name, policy), daemon=True)
-        self.process.start()
+        self.process = context.Process(target=serve, args=(child_conn, device, device_name, policy, slot.threads),
+                                       daemon=True)
+        saved = {key: os.environ.get(key) for key in slot.env}
+        os.environ.update(slot.env)  # a spawned child starts with the parent's environment as it is now
+        try:
+            self.process.start()
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         child_conn.close()
         reply = self.receive(STARTUP_TIMEOUT_S)
         if reply is None or reply is DIED or reply[0] != "ready":
             self.kill()
             raise RuntimeError(f"the measuring worker did not start: {self.death_reason() or 'no answer'}")
+        self.settings = reply[1]
 
     def receive(self, timeout_s: float):
         """The worker's next message; DIED if its pipe closed, None if it did not answer in time."""
@@ -90,6 +168,198 @@ class _Worker:
         self.kill()
 
 
+# --- scheduling ---------------------------------------------------------------------------------------
+
+@dataclass
+class Unit:
+    """Items one worker runs in order in one round; after an oom or timeout the rest are cut off when `cut`."""
+
+    round: int
+    items: list
+    cut: bool = True
+    position: int = 0
+
+
+class Scheduler:
+    """Runs units on a pool of worker slots; every result, failure and cut-off is handed to `record`.
+
+    `message(item)` is what a worker is sent for an item; `failed(item, status, reason)` builds the row
+    of an item that produced none; `record(unit, item, row, slot)` stores a row; `skip(unit, item)` says
+    an item needs no run (e.g. an earlier round already failed it).
+    """
+
+    def __init__(self, slots: list[Slot], start: Callable[[Slot, int], Worker], timeout_s: float,
+                 message: Callable, failed: Callable, record: Callable, skip: Callable | None = None,
+                 progress: Callable | None = None, total: int = 0, done: int = 0):
+        self.slots, self.start, self.timeout_s = slots, start, timeout_s
+        self.message, self.failed, self.record = message, failed, record
+        self.skip = skip or (lambda unit, item: False)
+        self.progress = progress or (lambda done, total, item, eta: None)
+        self.total, self.done = total, done
+        self.workers: dict[int, Worker] = {}  # slot position -> its current worker
+        self.started = time.monotonic()
+        self.counted = 0  # items finished by this scheduler (for the time-left estimate)
+
+    def worker_for(self, position: int, round_: int) -> Worker:
+        """The slot's worker for `round_`: a fresh process when the round changes or the last one died."""
+        worker = self.workers.get(position)
+        if worker is not None and (worker.round != round_ or not worker.alive()):
+            worker.stop()
+            worker = None
+        if worker is None:
+            worker = self.workers[position] = self.start(self.slots[position], round_)
+        return worker
+
+    def _next(self, unit: Unit):
+        while unit.position < len(unit.items):
+            item = unit.items[unit.position]
+            if not self.skip(unit, item):
+                return item
+            unit.position += 1
+        return None
+
+    def _finish(self, unit: Unit, item, row: dict, slot: Slot) -> None:
+        self.record(unit, item, row, slot)
+        unit.position += 1
+        self.done += 1
+        self.counted += 1
+        if row["status"] in CUT_OFF and unit.cut:
+            first = getattr(item, "seq_len", None)
+            word = "ran out of memory" if row["status"] == "oom" else "timed out"
+            for rest in unit.items[unit.position:]:
+                if not self.skip(unit, rest):
+                    self.record(unit, rest, self.failed(rest, row["status"],
+                                                        f"not run: seq_len={first} of this series {word}"), slot)
+                    self.done += 1
+            unit.position = len(unit.items)
+
+    def _eta(self) -> float | None:
+        if not self.counted:
+            return None
+        return (time.monotonic() - self.started) / self.counted * max(self.total - self.done, 0)
+
+    def run(self, units: list[Unit]) -> None:
+        pending = deque(units)
+        running: dict[int, tuple[Unit, object, float]] = {}  # slot position -> (unit, item, deadline)
+        try:
+            while pending or running:
+                for position in range(len(self.slots)):
+                    while position not in running and pending:
+                        unit = pending.popleft()  # the unit is this slot's until it is done
+                        item = self._next(unit)
+                        if item is not None:
+                            self._send(position, unit, item, running)
+                if not running:
+                    continue
+                soonest = min(deadline for _, _, deadline in running.values())
+                conns = {self.workers[position].conn: position for position in running}
+                ready = multiprocessing.connection.wait(list(conns), timeout=max(0.0, soonest - time.monotonic()))
+                for conn in ready:
+                    self._reply(conns[conn], running)
+                for position, (unit, item, deadline) in list(running.items()):
+                    if position in running and time.monotonic() >= deadline:
+                        self._timeout(position, running)
+        finally:
+            self.close()
+
+    def _send(self, position: int, unit: Unit, item, running: dict) -> None:
+        worker = self.worker_for(position, unit.round)
+        if not worker.send(self.message(item)):  # its pipe broke while idle: a fresh worker takes the item
+            worker.kill()
+            worker = self.worker_for(position, unit.round)
+            worker.send(self.message(item))
+        running[position] = (unit, item, time.monotonic() + self.timeout_s)
+        self.progress(self.done, self.total, item, self._eta())
+
+    def _reply(self, position: int, running: dict) -> None:
+        unit, item, deadline = running.pop(position)
+        worker = self.workers[position]
+        reply = worker.receive(0)
+        if reply is None:  # woken without a whole message: still running
+            running[position] = (unit, item, deadline)
+            return
+        if reply is DIED:
+            reason = worker.death_reason() or "worker process closed its pipe"
+            row = self.failed(item, "error", f"{reason} while measuring this point")
+            worker.kill()
+            self._finish(unit, item, row, worker.slot)
+            self._continue(position, unit, running)
+            return
+        _, row, fatal = reply
+        if fatal:  # its CUDA context is poisoned: let it exit, carry on with a fresh one
+            worker.kill()
+        self._finish(unit, item, row, worker.slot)
+        self._continue(position, unit, running)
+
+    def _timeout(self, position: int, running: dict) -> None:
+        unit, item, _ = running.pop(position)
+        worker = self.workers[position]
+        worker.kill()
+        row = self.failed(item, "timeout", f"no result within the {self.timeout_s:g} s timeout; worker killed")
+        self._finish(unit, item, row, worker.slot)
+        self._continue(position, unit, running)
+
+    def _continue(self, position: int, unit: Unit, running: dict) -> None:
+        """The same worker goes on with the unit's next item; a finished unit frees the slot."""
+        item = self._next(unit)
+        if item is not None:
+            self._send(position, unit, item, running)
+
+    def close(self) -> None:
+        for worker in self.workers.values():
+            worker.kill()
+        self.workers.clear()
+
+
+# --- rounds -------------------------------------------------------------------------------------------
+
+def weighted_quantile(values_and_weights: list[tuple[float, float]], q: float) -> float:
+    """The smallest value whose cumulative weight reaches q of the total."""
+    ordered = sorted(values_and_weights)
+    total = sum(weight for _, weight in ordered)
+    running = 0.0
+    for value, weight in ordered:
+        running += weight
+        if running >= q * total - 1e-12:
+            return value
+    return ordered[-1][0]
+
+
+def combine_rounds(point: Point, records: list[dict], rounds: int, peaks: dict) -> dict:
+    """The row of a point from its rounds' records (each {"round", "row", "samples"}), oldest first.
+
+    time_ms, p20 and p80 pool every timed call of every ok round (each round's sketch weighted by its
+    repetitions); time_ms_lo/hi are the lowest and highest round medians. A failed round makes the row
+    failed with that round's status and reason.
+    """
+    records = sorted(records, key=lambda record: record["round"])
+    ok = [record for record in records if record["row"]["status"] == "ok"]
+    bad = [record for record in records if record["row"]["status"] != "ok"]
+    row = dict((ok or records)[-1]["row"])
+    if ok:
+        medians = [record["row"]["time_ms"] for record in ok]
+        if len(ok) > 1:
+            pooled = [(value, record["row"]["reps"] / len(record["samples"]))
+                      for record in ok for value in record["samples"]]
+            row.update(time_ms=weighted_quantile(pooled, 0.5), time_ms_p20=weighted_quantile(pooled, 0.2),
+                       time_ms_p80=weighted_quantile(pooled, 0.8))
+            row.update(metrics(point, row["time_ms"], peaks))
+        maximum = {column: max((record["row"].get(column) or 0.0 for record in ok), default=None)
+                   for column in ("peak_mem_mb", "reserved_mem_mb", "resident_mem_mb", "load_avg")}
+        energies = [record["row"]["energy_mj"] for record in ok if record["row"].get("energy_mj") is not None]
+        row.update(time_ms_lo=min(medians), time_ms_hi=max(medians), reps=sum(r["row"]["reps"] for r in ok),
+                   energy_mj=sum(energies) / len(energies) if energies else None,
+                   **{k: v for k, v in maximum.items() if v is not None})
+    if bad:
+        first = bad[0]
+        row.update(status=first["row"]["status"], error=(f"round {first['round']} of {rounds}: "
+                                                         f"{first['row'].get('error', '')}" if rounds > 1
+                                                         else first["row"].get("error", "")))
+    indices = sorted({str(record.get("device_index")) for record in records if record.get("device_index") is not None})
+    row.update(rounds=len(records), device_index="+".join(indices))
+    return row
+
+
 @dataclass
 class SweepReport:
     """What a sweep did: rows it wrote this time, points it skipped as already measured."""
@@ -98,6 +368,7 @@ class SweepReport:
     written: list[dict] = field(default_factory=list)
     skipped: int = 0
     total: int = 0
+    took_over: str | None = None  # the stale lock taken over, if any
 
     def counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -106,124 +377,238 @@ class SweepReport:
         return out
 
 
-Progress = Callable[[int, int, Point | None, float | None], None]  # done, total, current point, eta_s
+Progress = Callable[[int, int, object, float | None], None]  # done, total, current item, eta_s
 
 
-def _point_key(row: dict) -> tuple:
-    return (row["mixer"], int(row["seq_len"]), int(row["dim"]), int(row["batch"]), row["batching"],
-            row["dtype"], row["mode"], row["device"])
+def _rows_by_key(rows) -> dict:
+    return {Point.from_row(row).key: row for row in rows}
 
 
-def _current_hashes(points: list[Point]) -> dict[str, str]:
-    names = {point.mixer for point in points}
-    return {name: source_hash(mixers.get(name)) for name in names}
+class _Rounds:
+    """The rounds of every point of a sweep: what is logged, what is final, what is left to measure."""
+
+    def __init__(self, folder: RunFolder, points: list[Point], rounds: int, peaks: dict):
+        self.folder, self.rounds, self.peaks = folder, rounds, peaks
+        self.hashes = {point.key: base_row(point, "")["source_hash"] for point in points}
+        self.final: set = set()
+        for key, row in _rows_by_key(folder.rows()).items():
+            if self.hashes.get(key) == row["source_hash"] and (row["status"] != "ok"
+                                                               or int(float(row["rounds"] or 1)) >= rounds):
+                self.final.add(key)
+        self.logged: dict[tuple, list[dict]] = {}
+        for record in folder.rounds():
+            key = tuple(record.get("key", ()))
+            if key in self.hashes and record.get("row", {}).get("source_hash") == self.hashes[key]:
+                self.logged.setdefault(key, []).append(record)
+
+    def missing(self, point: Point) -> list[int]:
+        if point.key in self.final:
+            return []
+        have = {record["round"] for record in self.logged.get(point.key, [])}
+        return [r for r in range(1, self.rounds + 1) if r not in have]
+
+    def add(self, point: Point, round_: int, row: dict, slot: Slot) -> dict | None:
+        """Log one round of a point; returns its final row when this completes it (or fails it), else None."""
+        samples = row.pop("_samples", [])
+        record = {"key": list(point.key), "round": round_, "device_index": slot.index, "row": row,
+                  "samples": samples}
+        self.folder.append_round(record)
+        records = [r for r in self.logged.get(point.key, []) if r["round"] != round_] + [record]
+        self.logged[point.key] = records
+        failed = row["status"] != "ok"
+        if failed or len(records) >= self.rounds:
+            self.final.add(point.key)
+            return combine_rounds(point, records, self.rounds, self.peaks)
+        return None
 
 
 def run(points: list[Point], axes: Axes, device: str, out: Path, *, preset: str | None = None,
-        flush_l2: bool = False, progress: Progress | None = None) -> SweepReport:
+        flush_l2: bool = False, progress: Progress | None = None, slots: list[Slot] | None = None) -> SweepReport:
     """Measure `points` into the run folder `out` (resuming it), and return what was done."""
     folder = RunFolder(out)
     folder.open()
     try:
-        return _run_locked(folder, points, axes, device, preset, flush_l2, progress)
+        return _run_locked(folder, points, axes, device, preset, flush_l2, progress, slots or local_slots(device))
     finally:
         folder.close()
 
 
-def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progress) -> SweepReport:
-    report = SweepReport(folder.path, total=len(points))
-    hashes = _current_hashes(points)
-    done = {_point_key(row) for row in folder.rows() if hashes.get(row["mixer"]) == row["source_hash"]}
-    todo = [point for point in points if point.key not in done]
-    report.skipped = len(points) - len(todo)
-
+def open_env(folder: RunFolder, device: str, **facts_extra) -> dict:
+    """env.json for a run that starts or resumes now: the fingerprint, and what an earlier start recorded."""
     env = folder.read_env()
     facts = environment.fingerprint(device)
     if env and env.get("device_name") != facts["device_name"]:
         raise RunFolderError(f"{folder.path} holds a run measured on {env.get('device_name')!r}, not on this "
                              f"{facts['device_name']!r}; choose another --out")
-    env = {**facts, **{k: v for k, v in env.items() if k in ("started_at", "peak_bandwidth_gbps",
-                                                            "peak_tflops", "calibration", "resumed_at")}}
-    env.setdefault("started_at", _now())
-    if report.skipped:
-        env["resumed_at"] = [*env.get("resumed_at", []), _now()]
+    kept = ("started_at", "peak_bandwidth_gbps", "peak_tflops", "calibration", "resumed_at", "interrupted", "quality",
+            "workers")
+    env = {**facts, **{k: v for k, v in env.items() if k in kept}, **facts_extra}
+    env.setdefault("started_at", now())
+    return env
+
+
+def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progress, slots) -> SweepReport:
+    report = SweepReport(folder.path, total=len(points), took_over=folder.took_over)
+    env = open_env(folder, device)
+    book = _Rounds(folder, points, axes.rounds, env)
+    todo = [point for point in points if book.missing(point)]
+    report.skipped = len(points) - len(todo)
+    if report.skipped or folder.rows():
+        env["resumed_at"] = [*env.get("resumed_at", []), now()]
     env.update(preset=preset, memory_method=(measure.CUDA_MEMORY_METHOD if device == "cuda"
                                              else measure.CPU_MEMORY_METHOD),
                timing={"budget_s": axes.budget_s, "min_reps": axes.min_reps, "timeout_s": axes.timeout_s,
-                       "flush_l2": flush_l2, "statistic": "median, p20, p80 of per-call times",
+                       "flush_l2": flush_l2, "rounds": axes.rounds,
+                       "statistic": "median, p20, p80 of the per-call times of every round; lo/hi: the lowest "
+                                    "and highest round medians",
                        "timer": "CUDA events" if device == "cuda" else "time.perf_counter"},
+               train_step="mixer scope: forward + backward to the input and parameters; block and encoder scope: "
+                          "forward + backward + an AdamW step (encoder loss: masked-LM cross-entropy)",
                gpu_before=env.get("gpu"), finished_at=None)
+    env.pop("interrupted", None)
     folder.write_env(env)
 
     policy = measure.TimingPolicy(min_reps=axes.min_reps, budget_s=axes.budget_s, flush_l2=flush_l2)
-    worker = None
+    device_name = env["device_name"]
+    peaks = {key: env.get(key) for key in ("peak_bandwidth_gbps", "peak_tflops")}
+    book.peaks = peaks
+
+    def start(slot: Slot, round_: int) -> Worker:
+        worker = Worker(slot, device, device_name, policy, round_)
+        env.setdefault("workers", {}).update({str(slot.index): worker.settings})
+        return worker
+
+    def failed(point: Point, status: str, reason: str) -> dict:
+        return {**base_row(point, device_name), "status": status, "error": reason}
+
+    def record(unit: Unit, point: Point, row: dict, slot: Slot) -> None:
+        final = book.add(point, unit.round, row, slot)
+        if final is not None:
+            folder.append(final)
+            report.written.append(final)
+
+    units = _timing_units(todo, book)
+    total_rounds = sum(len(book.missing(point)) for point in todo)
+    scheduler = Scheduler(slots, start, axes.timeout_s, lambda point: ("point", point.as_dict(), peaks), failed,
+                          record, skip=lambda unit, point: point.key in book.final, progress=progress,
+                          total=total_rounds)
     try:
         if todo:
-            worker = _Worker(device, facts["device_name"], policy)
-            needed = sorted({p.dtype for p in todo} | {compute_dtype_name(p) for p in todo} | {"float32"})
-            if not set(needed) <= set(env.get("peak_tflops") or {}):
-                worker.send(("calibrate", needed))
-                reply = worker.receive(STARTUP_TIMEOUT_S)
-                if reply is None or reply is DIED:
-                    raise RuntimeError(f"device calibration failed: {worker.death_reason() or 'no answer'}")
-                env.update(reply[1])
-                folder.write_env(env)
-        worker = _measure_all(folder, todo, axes, device, env, policy, worker, report, progress)
-    finally:
-        if worker is not None:
-            worker.stop()
-        gpu_after, _ = environment.gpu_state() if device == "cuda" else (None, None)
-        env.update(gpu_after=gpu_after, finished_at=_now())
+            _calibrate(scheduler, folder, env, todo, peaks, units[0].round)
         folder.write_env(env)
+        scheduler.run(units)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        env["interrupted"] = {"signal": str(exc) if isinstance(exc, Interrupted) else "SIGINT", "at": now(),
+                              "rows": len(folder.rows())}
+        raise
+    finally:
+        scheduler.close()
+        gpu_after, _ = environment.gpu_state() if device == "cuda" else (None, None)
+        env.update(gpu_after=gpu_after, finished_at=None if "interrupted" in env else now())
+        folder.write_env(env)
+        if progress:
+            progress(scheduler.done, scheduler.total, None, 0.0)
     return report
 
 
-def _measure_all(folder, todo, axes, device, env, policy, worker, report, progress):
-    failed_at: dict[tuple, tuple[str, int]] = {}  # series -> (status, seq_len) of its first oom/timeout
-    peaks = {key: env.get(key) for key in ("peak_bandwidth_gbps", "peak_tflops")}
+def _timing_units(todo: list[Point], book: _Rounds) -> list[Unit]:
+    """One unit per (round, series), rounds outermost: the plan once, then again."""
+    units: dict[tuple, Unit] = {}
+    for point in todo:
+        for round_ in book.missing(point):
+            units.setdefault((round_, point.series), Unit(round_, [])).items.append(point)
+    return [units[key] for key in sorted(units, key=lambda key: key[0])]
+
+
+def _calibrate(scheduler: Scheduler, folder: RunFolder, env: dict, todo: list[Point], peaks: dict, round_: int):
+    """Measure the device's ceilings once per run folder, in the first worker."""
+    needed = set()
+    for point in todo:
+        needed.add(point.dtype)
+        try:
+            needed.update(compute_dtype_name(point).split("+"))
+        except Exception:  # noqa: BLE001 - an unknown or refused point needs no ceiling
+            pass
+    needed = sorted((needed | {"float32"}) - {""})
+    if set(needed) <= set(env.get("peak_tflops") or {}):
+        return
+    worker = scheduler.worker_for(0, round_)
+    worker.send(("calibrate", needed))
+    reply = worker.receive(STARTUP_TIMEOUT_S)
+    if reply is None or reply is DIED:
+        raise RuntimeError(f"device calibration failed: {worker.death_reason() or 'no answer'}")
+    env.update(reply[1])
+    peaks.update({key: env.get(key) for key in ("peak_bandwidth_gbps", "peak_tflops")})
+    folder.write_env(env)
+
+
+# --- training runs --------------------------------------------------------------------------------------
+
+def run_training(runs: list, device: str, out: Path, *, timeout_s: float, preset: str | None = None,
+                 progress: Progress | None = None, slots: list[Slot] | None = None, settings: dict | None = None
+                 ) -> SweepReport:
+    """Train `runs` (bench.measuring.train.TrainPoint) into `out`/quality.csv, resuming it; returns what was done."""
+    folder = RunFolder(out)
+    folder.open()
+    try:
+        return _train_locked(folder, runs, device, timeout_s, preset, progress, slots or local_slots(device),
+                             settings or {})
+    finally:
+        folder.close()
+
+
+def _train_locked(folder: RunFolder, runs, device, timeout_s, preset, progress, slots, settings) -> SweepReport:
+    from bench.measuring import train
+
+    report = SweepReport(folder.path, total=len(runs), took_over=folder.took_over)
+    env = open_env(folder, device)
     device_name = env["device_name"]
-    started = time.monotonic()
-    for index, point in enumerate(todo):
-        if progress:
-            elapsed = time.monotonic() - started
-            eta = elapsed / index * (len(todo) - index) if index else None
-            progress(report.skipped + index, report.total, point, eta)
-        if point.series in failed_at:
-            status, seq_len = failed_at[point.series]
-            word = "ran out of memory" if status == "oom" else "timed out"
-            row = {**base_row(point, device_name), "status": status,
-                   "error": f"not run: seq_len={seq_len} of this series {word}"}
-        else:
-            if worker is None or not worker.alive():
-                worker = _Worker(device, device_name, policy)
-            row, worker = _measure_one(worker, point, axes.timeout_s, device, device_name, policy, peaks)
-        if row["status"] in ("oom", "timeout") and point.series not in failed_at:
-            failed_at[point.series] = (row["status"], point.seq_len)
-        folder.append(row)
+    done = set()
+    hashes = {run.key: train.base_row(run, device_name)["source_hash"] for run in runs}
+    for row in folder.quality.rows():
+        try:
+            key = train.TrainPoint.from_row(row).key
+        except (ValueError, TypeError):
+            continue
+        if hashes.get(key) and hashes[key] == row["source_hash"]:
+            done.add(key)
+    todo = [run for run in runs if run.key not in done]
+    report.skipped = len(runs) - len(todo)
+    env["quality"] = {**env.get("quality", {}), **settings, "preset": preset, "timeout_s": timeout_s,
+                      "workers": len(slots), "threads_per_worker": slots[0].threads,
+                      "training": "AdamW (betas 0.9/0.98, weight decay 0.1), linear warm-up then cosine decay, "
+                                  "gradient norm clipped at 1; the best rate is chosen on validation accuracy "
+                                  "and reported on the test set",
+                      "started_at": env.get("quality", {}).get("started_at") or now(), "finished_at": None}
+    env.pop("interrupted", None)
+    folder.write_env(env)
+    commit = env.get("git_commit")
+
+    def start(slot: Slot, round_: int) -> Worker:
+        worker = Worker(slot, device, device_name, measure.TimingPolicy(), round_)
+        env.setdefault("workers", {}).update({str(slot.index): worker.settings})
+        return worker
+
+    def failed(run, status: str, reason: str) -> dict:
+        return {**train.base_row(run, device_name), "status": status, "error": reason}
+
+    def record(unit: Unit, run, row: dict, slot: Slot) -> None:
+        row = {**row, "device_index": slot.index, "git_commit": commit}
+        folder.quality.append(row)
         report.written.append(row)
-    if progress:
-        progress(report.total, report.total, None, 0.0)
-    return worker
 
-
-def _measure_one(worker: _Worker, point: Point, timeout_s: float, device, device_name, policy, peaks):
-    """Send one point to the worker; return (row, the worker if it can go on, else None)."""
-    if not worker.send(("point", point.as_dict(), peaks)):
-        worker.kill()
-        worker = _Worker(device, device_name, policy)
-        worker.send(("point", point.as_dict(), peaks))
-    reply = worker.receive(timeout_s)
-    if reply is not None and reply is not DIED:
-        _, row, fatal = reply
-        if fatal:  # its CUDA context is poisoned: let it exit, carry on with a fresh one
-            worker.kill()
-            return row, None
-        return row, worker
-    if reply is DIED:
-        reason = worker.death_reason() or "worker process closed its pipe"
-        row = {**base_row(point, device_name), "status": "error", "error": f"{reason} while measuring this point"}
-    else:
-        row = {**base_row(point, device_name), "status": "timeout",
-               "error": f"no result within the {timeout_s:g} s timeout; worker killed"}
-    worker.kill()
-    return row, None
+    scheduler = Scheduler(slots, start, timeout_s, lambda run: ("train", run.as_dict()), failed, record,
+                          progress=progress, total=len(todo))
+    try:
+        scheduler.run([Unit(1, [run], cut=False) for run in todo])
+    except (Interrupted, KeyboardInterrupt) as exc:
+        env["interrupted"] = {"signal": str(exc) if isinstance(exc, Interrupted) else "SIGINT", "at": now(),
+                              "rows": len(folder.quality.rows())}
+        raise
+    finally:
+        scheduler.close()
+        env["quality"]["finished_at"] = None if "interrupted" in env else now()
+        folder.write_env(env)
+        if progress:
+            progress(scheduler.done, scheduler.total, None, 0.0)
+    return report

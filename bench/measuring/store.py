@@ -1,8 +1,13 @@
-"""A run folder: `results.csv` appended and synced point by point, `env.json` beside it, one writer.
+"""A run folder: tables appended and synced row by row, `env.json` beside them, one writer.
 
-Each row is written with a single `write` of a whole line, flushed and fsynced before the next point
-starts, so a killed sweep loses at most the point in flight; a torn last line (a crash inside the
-write) is cut off when the folder is opened again.
+- `results.csv`: one row per timing point (`COLUMNS`); `quality.csv`: one row per training run
+  (`QUALITY_COLUMNS`); `rounds.jsonl`: one line per point and round, with the order statistics of that
+  round's timed calls, from which the point's row pools its rounds.
+- Each row is written with a single `write` of a whole line, flushed and fsynced before the next point
+  starts, so a killed sweep loses at most the point in flight; a torn last line (a crash inside the
+  write) is cut off when the folder is opened again.
+- A folder holding files mixbench did not write (an unknown header, an env.json that is not a JSON
+  object) is refused, and those files are never overwritten.
 """
 
 from __future__ import annotations
@@ -16,27 +21,100 @@ import os
 from pathlib import Path
 
 COLUMNS = [
-    "mixer", "seq_len", "dim", "batch", "batching", "dtype", "compute_dtype", "mode", "device", "device_name",
-    "status", "time_ms", "time_ms_p20", "time_ms_p80", "reps", "peak_mem_mb", "reserved_mem_mb",
-    "tokens_per_s", "flops", "tflops", "bytes_min", "gbps", "roofline_frac", "bound", "energy_mj",
+    "mixer", "scope", "seq_len", "dim", "layers", "ffn", "vocab", "norm", "batch", "batching", "dtype",
+    "compute_dtype", "mode", "device", "device_index", "device_name",
+    "status", "time_ms", "time_ms_p20", "time_ms_p80", "time_ms_lo", "time_ms_hi", "rounds", "reps",
+    "peak_mem_mb", "reserved_mem_mb", "resident_mem_mb",
+    "tokens_per_s", "flops", "tflops", "bytes_min", "gbps", "roofline_frac", "bound", "energy_mj", "load_avg",
     "source_hash", "measured_at", "error",
+]
+QUALITY_COLUMNS = [
+    "task", "layout", "seq_len", "dim", "layers", "ffn", "norm", "shift", "batch", "steps", "lr", "seed", "dtype",
+    "device", "device_index", "device_name", "status", "accuracy", "val_accuracy", "train_accuracy", "loss",
+    "baseline", "params", "train_s", "step_ms", "tokens_per_s", "threads", "source_hash", "git_commit",
+    "measured_at", "error",
 ]
 STATUSES = ("ok", "oom", "unsupported", "timeout", "error")
 RESULTS = "results.csv"
+QUALITY = "quality.csv"
+ROUNDS = "rounds.jsonl"
 ENV = "env.json"
 LOCK = ".lock"
 
 
 class RunFolderError(RuntimeError):
-    """A run folder that cannot be written: locked by another sweep, or holding incompatible data."""
+    """A run folder that cannot be written: locked by another sweep, or holding data mixbench did not write."""
 
 
-def _cell(value) -> str:
+def cell(value) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
+
+
+def _append_line(path: Path, text: str) -> None:
+    """Append `text` with one write, then flush and fsync it."""
+    with open(path, "a", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _cut_torn_line(path: Path) -> bytes:
+    """Cut a last line that lacks its newline (a write interrupted by a crash); returns what remains."""
+    if not path.exists():
+        return b""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        with open(path, "r+b") as handle:
+            handle.truncate(keep)
+        data = data[:keep]
+    return data
+
+
+class Table:
+    """One CSV table of a run folder, with fixed columns."""
+
+    def __init__(self, path: Path, columns: list[str]):
+        self.path = path
+        self.columns = columns
+
+    def check(self) -> None:
+        """Refuse a file with another header: it was written by something else, and is left as it is."""
+        if not self.path.exists():
+            return
+        with open(self.path, "rb") as handle:
+            first = handle.readline()
+        if not first:
+            return
+        header = first.decode(errors="replace").strip().split(",")
+        if header != self.columns:
+            hint = ("another version of mixbench" if header and header[0] == self.columns[0]
+                    else "something other than mixbench")
+            raise RunFolderError(f"{self.path} has columns written by {hint}; it is left untouched: "
+                                 f"choose another --out")
+
+    def repair(self) -> None:
+        _cut_torn_line(self.path)
+
+    def rows(self) -> list[dict]:
+        """The rows recorded so far, as dicts of strings."""
+        if not self.path.exists():
+            return []
+        with open(self.path, newline="") as handle:
+            return list(csv.DictReader(handle))
+
+    def append(self, row: dict) -> None:
+        """Append one row as one write (with the header first in a new file), then flush and fsync it."""
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            writer.writerow(self.columns)
+        writer.writerow([cell(row.get(column)) for column in self.columns])
+        _append_line(self.path, buffer.getvalue())
 
 
 class RunFolder:
@@ -45,18 +123,28 @@ class RunFolder:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._lock_file = None
+        self.results = Table(self.path / RESULTS, COLUMNS)
+        self.quality = Table(self.path / QUALITY, QUALITY_COLUMNS)
+        self.took_over: str | None = None  # set by open() when a stale lock of a dead process was taken over
 
     @property
     def results_path(self) -> Path:
-        return self.path / RESULTS
+        return self.results.path
 
     @property
     def env_path(self) -> Path:
         return self.path / ENV
 
+    @property
+    def rounds_path(self) -> Path:
+        return self.path / ROUNDS
+
     def open(self) -> "RunFolder":
-        """Create the folder if needed, take its lock, and repair a torn last line."""
+        """Create the folder if needed, refuse foreign files, take its lock, and repair torn last lines."""
         self.path.mkdir(parents=True, exist_ok=True)
+        for table in (self.results, self.quality):
+            table.check()
+        self.read_env()  # refuses an env.json that is not mixbench's
         lock_file = open(self.path / LOCK, "a+")
         try:
             fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -67,15 +155,23 @@ class RunFolder:
             raise RunFolderError(f"another sweep ({holder}) is writing to {self.path}; wait for it to finish "
                                  f"or choose another --out") from None
         lock_file.seek(0)
+        previous = lock_file.read().strip()
+        if previous.startswith("pid "):  # its holder died without unlocking (a kill -9): its lock is stale
+            self.took_over = previous
+        lock_file.seek(0)
         lock_file.truncate()
         lock_file.write(f"pid {os.getpid()}\n")
         lock_file.flush()
         self._lock_file = lock_file
-        self._repair()
+        for table in (self.results, self.quality):
+            table.repair()
+        _cut_torn_line(self.rounds_path)
         return self
 
     def close(self) -> None:
         if self._lock_file is not None:
+            self._lock_file.seek(0)
+            self._lock_file.truncate()  # an empty lock file: nobody holds it, and nobody died holding it
             fcntl.flock(self._lock_file, fcntl.LOCK_UN)
             self._lock_file.close()
             self._lock_file = None
@@ -86,42 +182,44 @@ class RunFolder:
     def __exit__(self, *exc):
         self.close()
 
-    def _repair(self) -> None:
-        if not self.results_path.exists():
-            return
-        data = self.results_path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            keep = data.rfind(b"\n") + 1
-            with open(self.results_path, "r+b") as handle:
-                handle.truncate(keep)
-        if data:
-            header = data.split(b"\n", 1)[0].decode().split(",")
-            if header != COLUMNS:
-                raise RunFolderError(f"{self.results_path} was written with other columns by another version of "
-                                     f"mixbench; choose another --out")
-
     def rows(self) -> list[dict]:
-        """The rows recorded so far, as dicts of strings."""
-        if not self.results_path.exists():
-            return []
-        with open(self.results_path, newline="") as handle:
-            return list(csv.DictReader(handle))
+        """The timing rows recorded so far, as dicts of strings."""
+        return self.results.rows()
 
     def append(self, row: dict) -> None:
-        """Append one row as one write, then flush and fsync it."""
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        new = not self.results_path.exists() or self.results_path.stat().st_size == 0
-        if new:
-            writer.writerow(COLUMNS)
-        writer.writerow([_cell(row.get(column)) for column in COLUMNS])
-        with open(self.results_path, "a", newline="") as handle:
-            handle.write(buffer.getvalue())
-            handle.flush()
-            os.fsync(handle.fileno())
+        """Append one timing row (results.csv)."""
+        self.results.append(row)
+
+    def rounds(self) -> list[dict]:
+        """Every per-round record so far (rounds.jsonl); a line that does not parse is skipped."""
+        if not self.rounds_path.exists():
+            return []
+        records = []
+        with open(self.rounds_path) as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    records.append(record)
+        return records
+
+    def append_round(self, record: dict) -> None:
+        _append_line(self.rounds_path, json.dumps(record, default=str) + "\n")
 
     def read_env(self) -> dict:
-        return json.loads(self.env_path.read_text()) if self.env_path.exists() else {}
+        """env.json as a dict ({} when there is none); one that is not mixbench's is refused."""
+        if not self.env_path.exists():
+            return {}
+        try:
+            env = json.loads(self.env_path.read_text())
+        except (ValueError, UnicodeDecodeError):
+            env = None
+        if not isinstance(env, dict):
+            raise RunFolderError(f"{self.env_path} is not an env.json mixbench wrote (not a JSON object); it is "
+                                 f"left untouched: choose another --out")
+        return env
 
     def write_env(self, env: dict) -> None:
         """Write env.json atomically (a temporary file renamed over it)."""
