@@ -6,6 +6,7 @@ VPY    := $(VENV)/bin/python
 # $(PYTHON) (e.g. a CUDA build on a GPU machine) is reused instead and nothing is downloaded.
 TORCH_VERSION ?= 2.13.0
 ARGS ?=
+QUALITY_ARGS ?=
 
 .PHONY: install test bench bench-pytest bench-baseline bench-compare clean
 
@@ -24,14 +25,18 @@ $(VENV)/.installed: pyproject.toml
 	@$(VPY) -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 71)' 2>/dev/null \
 	  || $(VPY) -m pip install -q 'setuptools>=71' \
 	  || echo "install: could not get setuptools>=71 (offline?); trying with the one there"
-	$(VPY) -m pip install -q --no-build-isolation -e '.[test]'
+	@# wheels in .whl/ (e.g. carried to an offline GPU machine: `pip download tqdm hypothesis -d .whl`) are used first
+	$(VPY) -m pip install -q --no-build-isolation $(if $(wildcard .whl/*.whl),--find-links .whl) -e '.[test]'
 	@touch $@
 
 test: install
 	$(VPY) -m pytest -q
 
+# The cost frontier (a timing sweep), then the speed-accuracy frontier (training runs) into the same run folder
+# (results/<preset>-<device>); the quality run ends by drawing the report with both.
 bench: install
-	$(VPY) -m bench sweep $(ARGS)
+	$(VPY) -m bench sweep --no-report $(ARGS)
+	$(VPY) -m bench quality $(QUALITY_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -1,18 +1,21 @@
-"""The `mixbench` command line: list, sweep, plot, report, compare.
+"""The `mixbench` command line: list, sweep, quality, plot, report, compare, index.
 
-Bad input gets one line on stderr naming what is wrong and what is allowed, exit status 2, no
-traceback and nothing written. A sweep exits 0 whatever its points did: failures are rows.
+Exit statuses: 0 done; 2 bad input (one line on stderr naming what is wrong and what is allowed; nothing
+written); 1 a fault of the environment after measuring (a full disk, say: one line saying what could not
+be done and what is safe; every measured row is kept); 128 + N when signal N (SIGINT, SIGTERM) stopped
+the run (the last line says how to resume). A sweep whose points failed still exits 0: failures are rows.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
-import time
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+EXIT_FAULT = 1
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,38 +30,62 @@ def _bad_input(message: str) -> int:
     return EXIT_BAD_INPUT
 
 
+def _fault(message: str) -> int:
+    print(f"mixbench: {message}", file=sys.stderr)
+    return EXIT_FAULT
+
+
+def _os_fault(exc: OSError, doing: str, run_dir: Path | None, rows: str = "") -> int:
+    """One line for a fault of the machine: what could not be done, and what is safe."""
+    what = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+            errno.EACCES: "permission denied", errno.EROFS: "read-only file system"}.get(exc.errno)
+    what = what or (exc.strerror or str(exc)).lower()
+    where = f" ({exc.filename})" if exc.filename else ""
+    safe = f"; {rows}" if rows else ""
+    again = ""
+    if run_dir is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        again = f"; free space and run `mixbench report {run_dir}`" if rows else "; free space and run it again"
+    return _fault(f"{what} {doing}{where}{safe}{again}")
+
+
+def _kept(run_dir: Path, table: str = "results.csv") -> str:
+    path = run_dir / table
+    try:
+        with open(path) as handle:
+            count = max(sum(1 for _ in handle) - 1, 0)
+    except OSError:
+        return ""
+    return f"the {count} measured rows are in {path}"
+
+
 # -- progress ---------------------------------------------------------------------------------------
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 class Progress:
-    """A one-line bar on a terminal, a line per point in a log, nothing in CI or with --quiet."""
+    """tqdm's bar on a terminal, a line per point in a log, nothing in CI or with --quiet."""
 
-    def __init__(self, quiet: bool):
+    def __init__(self, quiet: bool, unit: str = "point"):
         self.quiet = quiet or bool(os.environ.get("CI"))
-        self.tty = sys.stderr.isatty()
-        self.start = time.monotonic()
+        self.unit = unit
+        self.bar = None
 
-    def __call__(self, done: int, total: int, point, eta_s: float | None) -> None:
+    def __call__(self, done: int, total: int, item, eta_s: float | None) -> None:
         if self.quiet:
             return
-        if point is None:
-            if self.tty:
-                sys.stderr.write("\r\033[K")
+        if not sys.stderr.isatty():
+            if item is not None:
+                print(f"{done}/{total} {item.label()}", file=sys.stderr, flush=True)
             return
-        what = f"{done}/{total} {point.label()} (left: {_duration(eta_s)})"
-        if self.tty:
-            width = 24
-            filled = int(width * done / max(total, 1))
-            sys.stderr.write(f"\r\033[K[{'#' * filled}{'.' * (width - filled)}] {what}")
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit=self.unit, dynamic_ncols=True, leave=False)
+        self.bar.total = total
+        self.bar.update(done - self.bar.n)
+        if item is None:
+            self.bar.close()
+            self.bar = None
         else:
-            sys.stderr.write(what + "\n")
-        sys.stderr.flush()
+            self.bar.set_description_str(item.label(), refresh=True)
 
 
 # -- commands ---------------------------------------------------------------------------------------
@@ -67,6 +94,7 @@ def cmd_list(args) -> int:
     import torch
 
     import mixers
+    from bench import tasks
 
     rows = [("name", f"params at n={args.seq_len}, d={args.dim}", "constraints", "what it computes")]
     for name in mixers.available():
@@ -78,28 +106,64 @@ def cmd_list(args) -> int:
     widths = [max(len(row[i]) for row in rows) for i in range(3)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+    print("\ntasks (mixbench quality --tasks):")
+    for name in tasks.available():
+        doc = (tasks.get(name).__doc__ or "").strip().splitlines()
+        print(f"  {name.ljust(max(len(n) for n in tasks.available()))}  {doc[0] if doc else ''}")
     return 0
+
+
+def _warn(warnings) -> None:
+    for warning in warnings:
+        print(f"mixbench: warning: {warning}", file=sys.stderr)
+
+
+def _interrupted(exc, run_dir: Path, command: str, table: str) -> int:
+    from bench.measuring.runner import Interrupted
+
+    name = str(exc) if isinstance(exc, Interrupted) else "SIGINT"
+    status = exc.exit_status if isinstance(exc, Interrupted) else 130
+    kept = _kept(run_dir, table)
+    print(f"\nmixbench: interrupted by {name}; {kept or 'nothing was measured yet'}; run the same command again "
+          f"to resume ({command})", file=sys.stderr)
+    return status
+
+
+def _resume_hint(args) -> str:
+    return "mixbench " + " ".join(sys.argv[1:]) if sys.argv[1:] else f"mixbench {args.command}"
 
 
 def cmd_sweep(args) -> int:
     from bench import api
     from bench.measuring.plan import PlanError
+    from bench.measuring.runner import Interrupted, interrupts
     from bench.measuring.store import RunFolderError
 
     try:
         sweep_plan = api.plan_sweep(args.preset, mixers_=args.mixers, seq_lens=args.seq_lens, dims=args.dims,
                                     batches=args.batch, tokens=args.tokens, dtypes=args.dtypes, modes=args.modes,
-                                    device=args.device, out=args.out, timeout_s=args.timeout,
-                                    budget_s=args.budget, min_reps=args.min_reps)
+                                    scopes=args.scope, model=args.model, layers=args.layers, ffn=args.ffn,
+                                    vocab=args.vocab, norm=args.norm, rounds=args.rounds, device=args.device,
+                                    out=args.out, timeout_s=args.timeout, budget_s=args.budget,
+                                    min_reps=args.min_reps, workers=args.workers, devices=args.devices)
     except PlanError as exc:
         return _bad_input(str(exc))
+    _warn(sweep_plan.warnings)
     out = sweep_plan.out
-    print(f"mixbench: sweeping {len(sweep_plan.points)} points ({sweep_plan.preset or 'custom'} preset) on "
-          f"{sweep_plan.device} into {out}", flush=True)
+    print(f"mixbench: sweeping {len(sweep_plan.points)} points ({sweep_plan.preset or 'custom'} preset, "
+          f"{sweep_plan.axes.rounds} round{'s' if sweep_plan.axes.rounds > 1 else ''}) on {sweep_plan.device} "
+          f"into {out}", flush=True)
     try:
-        result = api.run_plan(sweep_plan, flush_l2=args.flush_l2, progress=Progress(args.quiet))
+        with interrupts():
+            result = api.run_plan(sweep_plan, flush_l2=args.flush_l2, progress=Progress(args.quiet))
     except RunFolderError as exc:
         return _bad_input(str(exc))
+    except (Interrupted, KeyboardInterrupt) as exc:
+        return _interrupted(exc, out, _resume_hint(args), "results.csv")
+    except OSError as exc:
+        return _os_fault(exc, "while writing the run", out, _kept(out))
+    if result.took_over:
+        print(f"mixbench: took over the lock of {out}, left by a process that is gone ({result.took_over})")
     counts = ", ".join(f"{count} {status}" for status, count in sorted(result.counts().items())) or "nothing new"
     print(f"mixbench: measured {len(result.written)} points ({counts}); {result.skipped} already in {out}")
     if not args.no_report:
@@ -107,33 +171,72 @@ def cmd_sweep(args) -> int:
     return 0
 
 
+def cmd_quality(args) -> int:
+    from bench import api
+    from bench.measuring.plan import PlanError
+    from bench.measuring.runner import Interrupted, interrupts
+    from bench.measuring.store import RunFolderError
+
+    try:
+        quality_plan = api.plan_quality(args.preset, tasks=args.tasks, mixers_=args.mixers, seq_lens=args.seq_lens,
+                                        dims=args.dims, layers=args.layers, steps=args.steps, lrs=args.lrs,
+                                        seeds=args.seeds, batch=args.batch, norm=args.norm, shift=args.shift,
+                                        device=args.device, out=args.out, timeout_s=args.timeout,
+                                        workers=args.workers, devices=args.devices)
+    except PlanError as exc:
+        return _bad_input(str(exc))
+    out = quality_plan.out
+    slots = quality_plan.slots
+    print(f"mixbench: training {len(quality_plan.runs)} runs ({quality_plan.preset} preset) on {quality_plan.device} "
+          f"with {len(slots)} worker{'s' if len(slots) > 1 else ''}"
+          f"{f' of {slots[0].threads} thread(s)' if slots[0].threads else ''} into {out}", flush=True)
+    try:
+        with interrupts():
+            result = api.run_quality(quality_plan, progress=Progress(args.quiet, unit="run"))
+    except RunFolderError as exc:
+        return _bad_input(str(exc))
+    except (Interrupted, KeyboardInterrupt) as exc:
+        return _interrupted(exc, out, _resume_hint(args), "quality.csv")
+    except OSError as exc:
+        return _os_fault(exc, "while writing the run", out, _kept(out, "quality.csv"))
+    counts = ", ".join(f"{count} {status}" for status, count in sorted(result.counts().items())) or "nothing new"
+    print(f"mixbench: trained {len(result.written)} runs ({counts}); {result.skipped} already in {out}")
+    if not args.no_report:
+        return _draw(out, report=True)
+    return 0
+
+
 def _run_dir(path: str) -> Path | None:
     run_dir = Path(path)
-    return run_dir if (run_dir / "results.csv").is_file() else None
+    return run_dir if any((run_dir / name).is_file() for name in ("results.csv", "quality.csv")) else None
 
 
 def _draw(run_dir: Path, report: bool) -> int:
     from bench.reporting import plots
     from bench.reporting import report as html_report
 
-    drawn = plots.draw(run_dir)
-    print(f"mixbench: {len(drawn)} plots in {run_dir / 'plots'}")
-    if report:
-        print(f"mixbench: report: {html_report.write(run_dir)}")
+    try:
+        drawn = plots.draw(run_dir)
+        print(f"mixbench: {len(drawn)} plots in {run_dir / 'plots'}")
+        if report:
+            print(f"mixbench: report: {html_report.write(run_dir)}")
+    except OSError as exc:
+        kept = ", ".join(text for text in (_kept(run_dir), _kept(run_dir, "quality.csv")) if "the 0 " not in text)
+        return _os_fault(exc, "writing the plots and report", run_dir, kept or "no row was lost")
     return 0
 
 
 def cmd_plot(args) -> int:
     run_dir = _run_dir(args.run_dir)
     if run_dir is None:
-        return _bad_input(f"{args.run_dir} is not a run folder (no results.csv in it)")
+        return _bad_input(f"{args.run_dir} is not a run folder (no results.csv or quality.csv in it)")
     return _draw(run_dir, report=False)
 
 
 def cmd_report(args) -> int:
     run_dir = _run_dir(args.run_dir)
     if run_dir is None:
-        return _bad_input(f"{args.run_dir} is not a run folder (no results.csv in it)")
+        return _bad_input(f"{args.run_dir} is not a run folder (no results.csv or quality.csv in it)")
     return _draw(run_dir, report=True)
 
 
@@ -142,10 +245,15 @@ def cmd_compare(args) -> int:
 
     run_a, run_b = _run_dir(args.run_a), _run_dir(args.run_b)
     for given, found in ((args.run_a, run_a), (args.run_b, run_b)):
-        if found is None:
+        if found is None or not (found / "results.csv").is_file():
             return _bad_input(f"{given} is not a run folder (no results.csv in it)")
-    table = compare.compare(run_a, run_b, args.out)
+    try:
+        table = compare.compare(run_a, run_b, args.out, threshold=args.threshold)
+    except OSError as exc:
+        return _os_fault(exc, "writing the comparison", None)
     print(compare.format_table(table, max_rows=None if args.all else 40))
+    if args.fail_on and (table["verdict"] == args.fail_on).any():
+        return EXIT_FAULT
     return 0
 
 
@@ -161,58 +269,110 @@ def cmd_index(args) -> int:
 
 # -- parser -----------------------------------------------------------------------------------------
 
+def _common_run_options(command) -> None:
+    command.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    command.add_argument("--timeout", type=float, help="seconds one point or run may take before it is killed")
+    command.add_argument("--workers", help="worker processes (GPUs on CUDA: one each)")
+    command.add_argument("--devices", help="comma-separated GPU indices, one worker each, e.g. 0,1,3")
+    command.add_argument("--no-report", action="store_true", help="measure only; draw nothing")
+    command.add_argument("--quiet", action="store_true", help="no progress output (also when CI is set)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from bench.measuring.plan import DTYPES, MODES, PRESETS
+    from bench.measuring.plan import DTYPES, MODES, NORMS, PRESETS, QUALITY_PRESETS, SCOPES
 
     parser = _Parser(prog="mixbench", description="Measure token mixers (FFT, DFT, Hartley, DCT, Hadamard, "
-                     "linear, MLP-Mixer, attention...) across sequence lengths: speed, memory, Pareto frontier.")
+                     "linear, MLP-Mixer, attention...) across sequence lengths: speed, memory, what they learn, "
+                     "and the frontiers.")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
-    listing = commands.add_parser("list", help="the registered mixers, their parameters and constraints")
+    listing = commands.add_parser("list", help="the registered mixers (parameters, constraints) and tasks")
     listing.add_argument("--seq-len", type=int, default=512, help="length at which to count parameters (512)")
     listing.add_argument("--dim", type=int, default=768, help="width at which to count parameters (768)")
     listing.set_defaults(run=cmd_list)
 
-    presets = "\n".join(f"  {name:6} {description}" for name, (description, _) in PRESETS.items())
+    presets = "\n".join(f"  {name:10} {description}" for name, (description, _) in PRESETS.items())
     sweep = commands.add_parser(
         "sweep", help="measure mixers x lengths x settings; resumes an interrupted run in the same --out",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Measure every point (mixer x seq_len x dim x batch x dtype x mode) in a child process, "
-                    "append it to OUT/results.csv, then draw the plots and OUT/report.html.\n"
-                    "Explicit axes replace the preset's; with neither, the preset for the device found is used.",
+        description="Measure every point (mixer x scope x seq_len x dim x batch x dtype x mode) in child "
+                    "processes, append it to OUT/results.csv, then draw the plots and OUT/report.html.\n"
+                    "Explicit axes replace the preset's; with neither, the preset for the device found is used.\n"
+                    "Where a mixer name goes, a layout BASE+TOP:K goes too (TOP in an encoder's last K layers; "
+                    "FNet-Hybrid is fft+attention:2).",
         epilog=f"presets:\n{presets}\n\nexamples:\n  mixbench sweep                       # the preset for this "
                f"machine\n  mixbench sweep --preset paper --device cuda\n  mixbench sweep --mixers fft,attention "
-               f"--seq-lens 512,1k,4k --dims 768 --dtypes bf16 --modes forward")
+               f"--seq-lens 512,1k,4k --dims 768 --dtypes bf16 --modes forward\n  mixbench sweep --mixers "
+               f"attention,fft,fft+attention:2 --scope mixer,block,encoder --model base --seq-lens 512")
     sweep.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default: gpu on CUDA, cpu otherwise)")
-    sweep.add_argument("--mixers", help="comma-separated mixer names (default: all; see `mixbench list`)")
+    sweep.add_argument("--mixers", help="comma-separated mixer names or layouts (default: all; see `mixbench list`)")
     sweep.add_argument("--seq-lens", help="comma-separated sequence lengths, e.g. 512,1k,4096")
     sweep.add_argument("--dims", help="comma-separated model widths, e.g. 768")
     sweep.add_argument("--batch", help="comma-separated fixed batch sizes, one series each")
     sweep.add_argument("--tokens", help="comma-separated tokens per batch (batch = tokens // seq_len), one series each")
     sweep.add_argument("--dtypes", help=f"comma-separated: {', '.join(DTYPES)} (or bf16, fp16, fp32, fp64)")
-    sweep.add_argument("--modes", help=f"comma-separated: {', '.join(MODES)} (train = forward + backward)")
-    sweep.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
+    sweep.add_argument("--modes", help=f"comma-separated: {', '.join(MODES)} (train = forward + backward; "
+                       "+ an AdamW step at block and encoder scope)")
+    sweep.add_argument("--scope", help=f"comma-separated: {', '.join(SCOPES)} (default: mixer)")
+    sweep.add_argument("--model", help="a named shape, setting width, layers and ffn: tiny, small, base (BERT-Base), "
+                       "large (BERT-Large)")
+    sweep.add_argument("--layers", help="encoder layers (default 12)")
+    sweep.add_argument("--ffn", help="feed-forward width of a block (default 4 x dim)")
+    sweep.add_argument("--vocab", help="encoder vocabulary (default 32000; 0: vectors in, no embedding, no head)")
+    sweep.add_argument("--norm", help=f"LayerNorm placement in blocks: {', '.join(NORMS)} (default post, as BERT and "
+                       "FNet)")
+    sweep.add_argument("--rounds", help="worker processes each point is measured in, interleaved (default 2)")
     sweep.add_argument("--out", help="run folder (default: results/<preset>-<device>); an existing one is resumed")
-    sweep.add_argument("--timeout", type=float, help="seconds a point may take before it is killed (preset's)")
     sweep.add_argument("--budget", type=float, help="seconds of measured calls per point (preset's)")
     sweep.add_argument("--min-reps", type=int, help="fewest timed repetitions per point (preset's)")
     sweep.add_argument("--flush-l2", action="store_true", help="write a buffer twice the L2 size before every "
                        "timed call (outside the timed region), for cold-cache numbers")
-    sweep.add_argument("--no-report", action="store_true", help="measure only; draw nothing")
-    sweep.add_argument("--quiet", action="store_true", help="no progress output (also when CI is set)")
+    _common_run_options(sweep)
     sweep.set_defaults(run=cmd_sweep)
+
+    quality_presets = "\n".join(f"  {name:10} {description}" for name, (description, _) in QUALITY_PRESETS.items())
+    quality = commands.add_parser(
+        "quality", help="train every mixer (or layout) on tasks and draw the speed-accuracy frontier",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train an encoder per (task x layout x length x width x learning rate x seed) in worker "
+                    "processes, append each run to OUT/quality.csv, then draw the plots and OUT/report.html. The "
+                    "best rate per layout is chosen on validation accuracy and reported on the test set.",
+        epilog=f"presets:\n{quality_presets}\n\nexamples:\n  mixbench quality --device cpu --tasks mqar --mixers "
+               f"attention,fft\n  mixbench quality --tasks mqar,majority --mixers fft,attention,fft+attention:1 "
+               f"--lrs 1e-3,3e-3 --seeds 0,1,2")
+    quality.add_argument("--preset", help=f"one of: {', '.join(QUALITY_PRESETS)} (default: gpu on CUDA, cpu otherwise)")
+    quality.add_argument("--tasks", help="comma-separated tasks (see `mixbench list`)")
+    quality.add_argument("--mixers", help="comma-separated mixer names or layouts (default: every mixer and "
+                         "FNet-Hybrid)")
+    quality.add_argument("--seq-lens", help="comma-separated lengths (default: each task's in the preset)")
+    quality.add_argument("--dims", help="comma-separated model widths")
+    quality.add_argument("--layers", help="encoder layers")
+    quality.add_argument("--steps", help="training steps per run")
+    quality.add_argument("--lrs", help="comma-separated peak learning rates (the best on validation is reported)")
+    quality.add_argument("--seeds", help="comma-separated seeds (model initialisation and training data)")
+    quality.add_argument("--batch", help="training batch size")
+    quality.add_argument("--norm", help=f"LayerNorm placement: {', '.join(NORMS)} (preset's)")
+    quality.add_argument("--shift", action=argparse.BooleanOptionalAction, default=None,
+                         help="the previous-token shift before the first layer, for every layout (preset's: on)")
+    quality.add_argument("--out", help="run folder (default: results/<preset>-<device>, beside the sweep's)")
+    _common_run_options(quality)
+    quality.set_defaults(run=cmd_quality)
 
     for name, function, text in (("plot", cmd_plot, "redraw the plots and tables of a run folder"),
                                  ("report", cmd_report, "redraw the plots and report.html of a run folder")):
         command = commands.add_parser(name, help=text)
-        command.add_argument("run_dir", metavar="RUN_DIR", help="a folder holding results.csv")
+        command.add_argument("run_dir", metavar="RUN_DIR", help="a folder holding results.csv or quality.csv")
         command.set_defaults(run=function)
 
-    comparing = commands.add_parser("compare", help="per-point speed and memory ratios of two runs (B / A)")
+    comparing = commands.add_parser("compare", help="per-point speed and memory of two runs (B against A), with a "
+                                    "verdict that knows their noise")
     comparing.add_argument("run_a", metavar="RUN_A", help="the baseline run folder")
     comparing.add_argument("run_b", metavar="RUN_B", help="the run compared with it")
     comparing.add_argument("--out", help="where to write compare.csv and its plot (default: RUN_B/compare-<A>)")
+    comparing.add_argument("--threshold", type=float, default=None,
+                           help="smallest relative change called a difference (default 0.1 on CPU, 0.05 on GPU)")
+    comparing.add_argument("--fail-on", choices=("slower", "faster"), help="exit 1 when any point has this verdict")
     comparing.add_argument("--all", action="store_true", help="print every point, not the first 40")
     comparing.set_defaults(run=cmd_compare)
 

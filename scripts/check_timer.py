@@ -13,7 +13,7 @@ import torch.utils.benchmark as tbench
 
 import mixers
 from bench.measuring import measure
-from bench.measuring.plan import Point
+from bench.measuring.plan import mixer_point
 from bench.measuring.worker import prepare_call
 
 
@@ -31,11 +31,10 @@ def main() -> None:
     print(f"device={args.device} seq_len={args.seq_len} dim={args.dim} batch={args.batch} dtype={args.dtype}")
     print(f"{'mixer':16} {'mixbench ms':>12} {'p20-p80':>17} {'torch.utils.benchmark ms':>25} {'IQR':>8} {'ratio':>6}")
     for name in args.mixers.split(","):
-        point = Point(name, args.seq_len, args.dim, args.batch, f"batch={args.batch}", args.dtype, "forward",
-                      args.device)
+        point = mixer_point(name, args.seq_len, args.dim, args.batch, args.dtype, "forward", args.device)
         if not mixers.get(name).supports(args.seq_len, args.dim, getattr(torch, args.dtype), args.device):
             continue
-        call, _, _ = prepare_call(point)
+        call = prepare_call(point).step
         with torch.inference_mode():
             ours = measure.time_call(call, args.device, policy)
             theirs = tbench.Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads()).blocked_autorange(min_run_time=args.budget)

@@ -88,6 +88,11 @@ class Point:
 POINT_FIELDS = tuple(item.name for item in fields(Point))
 
 
+def mixer_point(mixer: str, seq_len: int, dim: int, batch: int, dtype: str, mode: str, device: str) -> Point:
+    """A point of a mixer alone, with a fixed batch."""
+    return Point(mixer, "mixer", seq_len, dim, None, None, None, None, batch, f"batch={batch}", dtype, mode, device)
+
+
 @dataclass(frozen=True)
 class Axes:
     """The axes of a sweep; their product (per batching and scope) is the list of points."""

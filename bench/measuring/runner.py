@@ -352,9 +352,9 @@ def combine_rounds(point: Point, records: list[dict], rounds: int, peaks: dict) 
                    **{k: v for k, v in maximum.items() if v is not None})
     if bad:
         first = bad[0]
-        row.update(status=first["row"]["status"], error=(f"round {first['round']} of {rounds}: "
-                                                         f"{first['row'].get('error', '')}" if rounds > 1
-                                                         else first["row"].get("error", "")))
+        reason = first["row"].get("error", "")
+        row.update(status=first["row"]["status"],
+                   error=f"round {first['round']} of {rounds}: {reason}" if first["round"] > 1 else reason)
     indices = sorted({str(record.get("device_index")) for record in records if record.get("device_index") is not None})
     row.update(rounds=len(records), device_index="+".join(indices))
     return row
@@ -410,8 +410,8 @@ class _Rounds:
     def add(self, point: Point, round_: int, row: dict, slot: Slot) -> dict | None:
         """Log one round of a point; returns its final row when this completes it (or fails it), else None."""
         samples = row.pop("_samples", [])
-        record = {"key": list(point.key), "round": round_, "device_index": slot.index, "row": row,
-                  "samples": samples}
+        record = {"key": list(point.key), "round": round_, "device_index": slot.index, "pid": row.pop("_pid", None),
+                  "row": row, "samples": samples}
         self.folder.append_round(record)
         records = [r for r in self.logged.get(point.key, []) if r["round"] != round_] + [record]
         self.logged[point.key] = records
@@ -593,7 +593,8 @@ def _train_locked(folder: RunFolder, runs, device, timeout_s, preset, progress, 
         return {**train.base_row(run, device_name), "status": status, "error": reason}
 
     def record(unit: Unit, run, row: dict, slot: Slot) -> None:
-        row = {**row, "device_index": slot.index, "git_commit": commit}
+        row = {**{k: v for k, v in row.items() if not k.startswith("_")}, "device_index": slot.index,
+               "git_commit": commit}
         folder.quality.append(row)
         report.written.append(row)
 

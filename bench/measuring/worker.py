@@ -389,7 +389,7 @@ def serve(conn, device: str, device_name: str, policy: measure.TimingPolicy, thr
                 point, peaks = Point(**message[1]), message[2]
                 row = measure_point(point, policy, peaks, device_name, energy)
             fatal = row.pop("_fatal", False)
-            conn.send(("row", row, fatal))
+            conn.send(("row", {**row, "_pid": os.getpid()}, fatal))
             if fatal:
                 return  # the parent starts a fresh worker with a clean CUDA context
     except (EOFError, BrokenPipeError, ConnectionResetError):

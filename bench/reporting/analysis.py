@@ -17,18 +17,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-GROUP_KEYS = ["dim", "batching", "dtype", "mode", "device"]
+from bench.reporting import quality
+
+SHAPE_KEYS = ["layers", "ffn", "vocab", "norm"]  # a block's or encoder's shape (empty at mixer scope)
+GROUP_KEYS = ["scope", "dim", *SHAPE_KEYS, "batching", "dtype", "mode", "device"]
 SERIES_KEYS = ["mixer", *GROUP_KEYS]
 POINT_GROUP_KEYS = ["seq_len", *GROUP_KEYS]
-POINT_KEYS = ["mixer", "seq_len", "dim", "batch", "batching", "dtype", "mode", "device"]
+POINT_KEYS = ["mixer", "scope", "seq_len", "dim", *SHAPE_KEYS, "batch", "batching", "dtype", "mode", "device"]
 
 STATUSES = ("ok", "oom", "unsupported", "timeout", "error")
-NUMERIC_COLUMNS = ["seq_len", "dim", "batch", "time_ms", "time_ms_p20", "time_ms_p80", "reps",
-                   "peak_mem_mb", "reserved_mem_mb", "tokens_per_s", "flops", "tflops", "bytes_min",
-                   "gbps", "roofline_frac", "energy_mj"]
-INTEGER_COLUMNS = ["seq_len", "dim", "batch", "reps"]
-TEXT_COLUMNS = ["mixer", "batching", "dtype", "compute_dtype", "mode", "device", "device_name",
-                "status", "bound", "source_hash", "error"]
+NUMERIC_COLUMNS = ["seq_len", "dim", "layers", "ffn", "vocab", "batch", "time_ms", "time_ms_p20", "time_ms_p80",
+                   "time_ms_lo", "time_ms_hi", "rounds", "reps", "peak_mem_mb", "reserved_mem_mb", "resident_mem_mb",
+                   "tokens_per_s", "flops", "tflops", "bytes_min", "gbps", "roofline_frac", "energy_mj", "load_avg"]
+INTEGER_COLUMNS = ["seq_len", "dim", "layers", "ffn", "vocab", "batch", "rounds", "reps"]
+TEXT_COLUMNS = ["mixer", "scope", "norm", "batching", "dtype", "compute_dtype", "mode", "device", "device_index",
+                "device_name", "status", "bound", "source_hash", "error"]
 
 # Below this a peak-memory reading is allocator noise, not the mixer's working set.
 MIN_MEM_MB = 0.01
@@ -44,7 +47,7 @@ def load_results(run_dir) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS}, keep_default_na=False,
                             na_values=[""])
-    except pd.errors.EmptyDataError:
+    except (FileNotFoundError, pd.errors.EmptyDataError):  # a folder with only quality.csv, or an empty file
         table = pd.DataFrame()
     table = prepare(table)
     return table.drop_duplicates(POINT_KEYS, keep="last").reset_index(drop=True)
@@ -69,6 +72,7 @@ def prepare(table: pd.DataFrame) -> pd.DataFrame:
         values = table[column] if column in table else pd.Series("", index=table.index)
         table[column] = values.fillna("").astype(str).str.strip()
     table["status"] = table["status"].str.lower()
+    table.loc[table["scope"] == "", "scope"] = "mixer"  # rows written before scopes existed
     # An older or hand-made table without a batching label: a fixed batch is the only sensible reading.
     missing = table["batching"] == ""
     table.loc[missing, "batching"] = [f"batch={b:g}" if pd.notna(b) else "" for b in table.loc[missing, "batch"]]
@@ -283,9 +287,31 @@ def describe_group(key: dict) -> str:
         count = batching.removeprefix("tokens=")
         batching = f"{int(count):,} tokens per batch" if count.isdigit() else f"{count} tokens per batch"
     dim = key.get("dim")
-    parts = [str(key.get("dtype", "")), str(key.get("mode", "")),
+    parts = [describe_scope(key), str(key.get("dtype", "")), str(key.get("mode", "")),
              f"d={dim:g}" if isinstance(dim, (int, float, np.number)) and pd.notna(dim) else "", batching]
     return ", ".join(part for part in parts if part)
+
+
+def is_known(value) -> bool:
+    return value is not None and not (isinstance(value, float) and math.isnan(value)) and value is not pd.NA \
+        and value != ""
+
+
+def describe_scope(key: dict) -> str:
+    """'' at mixer scope; 'block (ffn 3072, post-norm)' or 'encoder (12 layers, ffn 3072, vocab 32,000, post-norm)'."""
+    scope = str(key.get("scope") or "mixer")
+    if scope == "mixer":
+        return ""
+    bits = []
+    if scope == "encoder" and is_known(key.get("layers")):
+        bits.append(f"{int(key['layers'])} layers")
+    if is_known(key.get("ffn")):
+        bits.append(f"ffn {int(key['ffn'])}")
+    if scope == "encoder" and is_known(key.get("vocab")):
+        bits.append(f"vocab {int(key['vocab']):,}" if int(key["vocab"]) else "no embedding or head")
+    if is_known(key.get("norm")):
+        bits.append(f"{key['norm']}-norm")
+    return f"{scope} ({', '.join(bits)})" if bits else scope
 
 
 def _key_text(key) -> tuple:
@@ -366,8 +392,13 @@ def write_tables(run_dir) -> list[Path]:
     """Write pareto.csv, scaling.csv, crossovers.csv and winners.csv into the run folder; returns their paths."""
     run_dir = Path(run_dir)
     table = load_results(run_dir)
-    tables = {"pareto.csv": pareto_front(table), "scaling.csv": scaling_exponents(table),
-              "crossovers.csv": crossovers(table), "winners.csv": winners(table)}
+    tables = {}
+    if len(table):
+        tables.update({"pareto.csv": pareto_front(table), "scaling.csv": scaling_exponents(table),
+                       "crossovers.csv": crossovers(table), "winners.csv": winners(table)})
+    best = quality.best_runs(quality.load_quality(run_dir))
+    if len(best):
+        tables.update({"quality_best.csv": best, "quality_front.csv": quality.front(best)})
     paths = []
     for name, frame in tables.items():
         path = run_dir / name

@@ -1,10 +1,17 @@
 """Compare two run folders point by point (e.g. two GPUs, or a baseline and a change), from their results alone.
 
-`compare(run_a, run_b)` matches points on (mixer, seq_len, dim, batch, dtype, mode) and gives the time
-and memory ratios B / A for points that ran in both (below 1: B is faster or smaller); points present in
-only one run are listed with `only_in` = "a" or "b". It writes `compare.csv` and `compare.png` into
-`out_dir`, by default `<run_b>/compare-<name of run_a>/`, next to the newer run. `format_table` renders
-the result for a terminal.
+`compare(run_a, run_b)` matches points on what was measured (mixer, scope, shape, seq_len, dim, batch,
+dtype, mode) and gives the time and memory ratios B / A for points that ran in both (below 1: B is faster
+or smaller), with a `verdict` per point (B against A):
+- `slower` when B's time is more than `threshold` above A's AND B's lowest round is above A's highest
+  round; `faster` the other way round; `within-noise` otherwise. This is asv's rule: a change is called
+  only when it exceeds both runs' between-round spread. With one round per run there is no
+  between-process spread to go on, so a single process's p20–p80 band stands in for it (a weaker test,
+  since one process can sit in a slow mode for good: shared/notes/timing-noise.md).
+Points present in only one run are listed with `only_in` = "a" or "b". Each run's rows are read with
+`analysis.load_results`: where a point has several rows (re-measured after its mixer changed), the later
+row is the one compared. It writes `compare.csv` and `compare.png` into `out_dir`, by default
+`<run_b>/compare-<name of run_a>/`, next to the newer run. `format_table` renders the result for a terminal.
 """
 
 from __future__ import annotations
@@ -17,22 +24,44 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from bench.reporting import analysis
-from bench.reporting import plots
-from bench.reporting.plots import _figure, _legend, _length_axis, _log_ticks, mixer_order, mixer_style
+from bench.reporting import style
+from bench.reporting.style import figure, legend, length_axis, log_ticks, mixer_order, mixer_style
 
-KEYS = ["mixer", "seq_len", "dim", "batch", "dtype", "mode"]
-_CARRIED = ["batching", "device_name", "status", "time_ms", "peak_mem_mb", "tokens_per_s", "error"]
+KEYS = ["mixer", "scope", "seq_len", "dim", *analysis.SHAPE_KEYS, "batch", "dtype", "mode"]
+_CARRIED = ["batching", "device_name", "status", "time_ms", "time_ms_lo", "time_ms_hi", "time_ms_p20", "time_ms_p80",
+            "rounds", "peak_mem_mb", "tokens_per_s", "error"]
+VERDICTS = ("faster", "slower", "within-noise")
+# Smallest relative change called a difference: a CPU shared with other work moves more than a GPU.
+DEFAULT_THRESHOLD = {"cpu": 0.10, "cuda": 0.05}
 
 
 def _points(run_dir) -> pd.DataFrame:
-    """One row per point and batching label: a row that ran wins over one that failed, then the later row."""
+    """One row per point and batching label: the later row where a point was measured again."""
     table = analysis.load_results(run_dir)
-    table = table.assign(_ran=table["status"] == "ok").sort_values("_ran", kind="stable")
     return table.drop_duplicates([*KEYS, "batching"], keep="last")[KEYS + _CARRIED]
 
 
-def match(table_a: pd.DataFrame, table_b: pd.DataFrame) -> pd.DataFrame:
-    """Points of two results tables matched on KEYS, with time and memory ratios B / A where both ran.
+def _band(table: pd.DataFrame, side: str) -> tuple[pd.Series, pd.Series]:
+    """(low, high) of a point's time: the rounds' lowest and highest medians, else its p20 and p80."""
+    several = table[f"rounds_{side}"].fillna(1) > 1
+    low = table[f"time_ms_lo_{side}"].where(several, table[f"time_ms_p20_{side}"])
+    high = table[f"time_ms_hi_{side}"].where(several, table[f"time_ms_p80_{side}"])
+    return low.fillna(table[f"time_ms_{side}"]), high.fillna(table[f"time_ms_{side}"])
+
+
+def verdicts(table: pd.DataFrame, threshold: float) -> pd.Series:
+    """faster / slower / within-noise per matched row (NaN where the point did not run in both)."""
+    low_a, high_a = _band(table, "a")
+    low_b, high_b = _band(table, "b")
+    ratio = table["time_ratio"]
+    slower = (ratio > 1 + threshold) & (low_b > high_a)
+    faster = (ratio < 1 / (1 + threshold)) & (high_b < low_a)
+    verdict = np.where(slower, "slower", np.where(faster, "faster", "within-noise"))
+    return pd.Series(verdict, index=table.index).where(ratio.notna())
+
+
+def match(table_a: pd.DataFrame, table_b: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD["cpu"]) -> pd.DataFrame:
+    """Points of two results tables matched on KEYS, with time and memory ratios B / A and a verdict where both ran.
 
     One series' point can equal another's (batch=8 and tokens=65536 meet at 8192 tokens); such a key
     is matched once, preferring the pair with the same batching label, then a pair that ran in both.
@@ -52,26 +81,35 @@ def match(table_a: pd.DataFrame, table_b: pd.DataFrame) -> pd.DataFrame:
     has_mem = both_ran & (merged["peak_mem_mb_a"] > 0).fillna(False).to_numpy(bool) \
         & (merged["peak_mem_mb_b"] > 0).fillna(False).to_numpy(bool)
     merged["mem_ratio"] = np.where(has_mem, merged["peak_mem_mb_b"] / merged["peak_mem_mb_a"], np.nan)
+    merged["verdict"] = verdicts(merged, threshold)
     columns = KEYS + ["batching", "only_in", "status_a", "status_b", "time_ms_a", "time_ms_b", "time_ratio",
+                      "verdict", "time_ms_lo_a", "time_ms_hi_a", "time_ms_lo_b", "time_ms_hi_b", "rounds_a", "rounds_b",
                       "peak_mem_mb_a", "peak_mem_mb_b", "mem_ratio", "device_name_a", "device_name_b"]
     order = {mixer: i for i, mixer in enumerate(mixer_order(merged["mixer"]))}
-    merged = merged[columns].sort_values(["dtype", "mode", "dim", "batching", "mixer", "seq_len", "batch"],
+    merged = merged[columns].sort_values(["scope", "dtype", "mode", "dim", "batching", "mixer", "seq_len", "batch"],
                                          key=lambda s: s.map(order) if s.name == "mixer" else s)
     return merged.reset_index(drop=True)
 
 
 def summarize(compared: pd.DataFrame) -> pd.DataFrame:
-    """Per (mixer, dtype, mode): matched points, geometric mean, min and max of the time ratio, and the memory ratio."""
-    columns = ["mixer", "dtype", "mode", "points", "time_ratio_geomean", "time_ratio_min", "time_ratio_max",
-               "mem_ratio_geomean"]
+    """Per (mixer, scope, dtype, mode): matched points, the time ratio's geometric mean, min and max, the memory
+    ratio, how many points each verdict got, and the overall verdict (slower or faster only when every point says so)."""
+    columns = ["mixer", "scope", "dtype", "mode", "points", "time_ratio_geomean", "time_ratio_min", "time_ratio_max",
+               "mem_ratio_geomean", "slower", "faster", "within_noise", "verdict"]
     rows = []
     matched = compared[compared["time_ratio"] > 0]
-    for (mixer, dtype, mode), group in matched.groupby(["mixer", "dtype", "mode"], sort=False):
+    for (mixer, scope, dtype, mode), group in matched.groupby(["mixer", "scope", "dtype", "mode"], sort=False):
         mem = group["mem_ratio"][group["mem_ratio"] > 0]
-        rows.append(dict(mixer=mixer, dtype=dtype, mode=mode, points=len(group),
+        counts = group["verdict"].value_counts()
+        overall = next((v for v in ("slower", "faster") if counts.get(v, 0) == len(group)), "within-noise")
+        if overall == "within-noise" and (counts.get("slower", 0) or counts.get("faster", 0)):
+            overall = "mixed"
+        rows.append(dict(mixer=mixer, scope=scope, dtype=dtype, mode=mode, points=len(group),
                          time_ratio_geomean=float(np.exp(np.log(group["time_ratio"]).mean())),
                          time_ratio_min=group["time_ratio"].min(), time_ratio_max=group["time_ratio"].max(),
-                         mem_ratio_geomean=float(np.exp(np.log(mem).mean())) if len(mem) else np.nan))
+                         mem_ratio_geomean=float(np.exp(np.log(mem).mean())) if len(mem) else np.nan,
+                         slower=int(counts.get("slower", 0)), faster=int(counts.get("faster", 0)),
+                         within_noise=int(counts.get("within-noise", 0)), verdict=overall))
     result = pd.DataFrame(rows, columns=columns)
     order = {mixer: i for i, mixer in enumerate(mixer_order(result["mixer"]))}
     return result.sort_values(["dtype", "mode", "mixer"], key=lambda s: s.map(order) if s.name == "mixer" else s)
@@ -90,7 +128,7 @@ def plot(compared: pd.DataFrame, path: Path, name_a: str = "A", name_b: str = "B
     panels = list(matched.groupby(["dtype", "mode"], sort=True))
     ncols, nrows = min(2, len(panels)), math.ceil(len(panels) / 2)
     width, height = 0.9 + 2.35 + ncols * 4.6 + (ncols - 1) * 0.7, 0.72 + 0.2 + 0.62 + nrows * 3.4 + (nrows - 1) * 0.8
-    fig, axes = _figure(width, height, ncols=ncols, nrows=nrows, top=0.92, row_gap=0.8)
+    fig, axes = figure(width, height, ncols=ncols, nrows=nrows, top=0.92, row_gap=0.8)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     series_keys = ["dim", "batching"]
@@ -109,32 +147,40 @@ def plot(compared: pd.DataFrame, path: Path, name_a: str = "A", name_b: str = "B
         ax.set_yscale("log")
         low, high = ax.get_ylim()
         ax.set_ylim(min(low, 0.8), max(high, 1.25))
-        _length_axis(ax, group["seq_len"])
-        _log_ticks(ax.yaxis)
+        length_axis(ax, group["seq_len"])
+        log_ticks(ax.yaxis)
         ax.set_ylabel("time B / A  (below 1: B faster)")
         ax.set_title(f"{dtype}, {mode}", fontsize=10, y=1.01)
         ax.grid(True, which="major", alpha=0.3)
     handles = list(seen.values()) + [Line2D([], [], color="0.2", linewidth=1, label="equal time")]
-    _legend(fig, handles, top=0.92)
+    legend(fig, handles, top=0.92)
     device_a, device_b = _device(compared, "a"), _device(compared, "b")
     fig.suptitle(f"Time ratio B / A per point\nA = {name_a}{f' ({device_a})' if device_a else ''} · "
                  f"B = {name_b}{f' ({device_b})' if device_b else ''}", fontsize=11, y=1 - 0.1 / height, va="top")
-    fig.savefig(path, dpi=plots.DPI)
+    fig.savefig(path, dpi=style.DPI)
     return path
 
 
-def compare(run_a, run_b, out_dir=None) -> pd.DataFrame:
+def default_threshold(run_a, run_b) -> float:
+    """The CPU's threshold when either run was measured on a CPU, else the GPU's."""
+    devices = {str(analysis.load_env(run).get("device", "cpu")) for run in (run_a, run_b)}
+    return DEFAULT_THRESHOLD["cuda"] if devices == {"cuda"} else DEFAULT_THRESHOLD["cpu"]
+
+
+def compare(run_a, run_b, out_dir=None, threshold: float | None = None) -> pd.DataFrame:
     """Match two runs' points, write compare.csv and compare.png into `out_dir`; returns the matched table.
 
-    `out_dir` defaults to `<run_b>/compare-<name of run_a>`. The table's `attrs` hold the two run paths.
+    `out_dir` defaults to `<run_b>/compare-<name of run_a>`. The table's `attrs` hold the two run paths
+    and the threshold used.
     """
     run_a, run_b = Path(run_a), Path(run_b)
-    compared = match(_points(run_a), _points(run_b))
+    threshold = default_threshold(run_a, run_b) if threshold is None else threshold
+    compared = match(_points(run_a), _points(run_b), threshold)
     out = Path(out_dir) if out_dir is not None else run_b / f"compare-{run_a.resolve().name}"
     out.mkdir(parents=True, exist_ok=True)
     compared.to_csv(out / "compare.csv", index=False, float_format="%.6g")
     plot(compared, out / "compare.png", str(run_a), str(run_b))
-    compared.attrs.update(run_a=str(run_a), run_b=str(run_b), out_dir=str(out))
+    compared.attrs.update(run_a=str(run_a), run_b=str(run_b), out_dir=str(out), threshold=threshold)
     return compared
 
 

@@ -2,15 +2,11 @@
 
 `draw(run_dir)` writes the analysis tables and one PNG per (plot kind × group) into `run_dir/plots/`,
 named `<kind>__<group>.png` (e.g. `time__bfloat16_forward_d768_batch8_cuda.png`); the kinds are listed
-in `KINDS`. Every mixer keeps one colour and one marker in every plot (`mixer_style`).
-Figures are built with `matplotlib.figure.Figure` and the Agg canvas, never pyplot: no global state,
-no display needed; margins are fixed in inches (a layout engine would double the drawing time).
+in `KINDS`. Every mixer keeps one colour and one marker in every plot (`style.mixer_style`).
 """
 
 from __future__ import annotations
 
-import colorsys
-import hashlib
 import math
 import re
 from pathlib import Path
@@ -19,26 +15,12 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps, ticker
 from matplotlib.colors import LogNorm
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench.reporting import analysis
+from bench.reporting import analysis, quality_plots, scope_plots, style
+from bench.reporting.style import (BOTTOM, group_slug, LEFT, LEGEND, TOP, figure, legend, length_axis, log_ticks, memory_unit,
+                                   mixer_order, mixer_style, plain)
 
-KNOWN_MIXERS = ("fft", "dft-matrix", "hartley", "dct", "hadamard", "linear", "mlp-mixer", "attention",
-                "attention-naive")
-_KNOWN_STYLES = {
-    "fft": ("#1f77b4", "o"),
-    "dft-matrix": ("#17becf", "s"),
-    "hartley": ("#9467bd", "^"),
-    "dct": ("#bcbd22", "v"),
-    "hadamard": ("#2ca02c", "D"),
-    "linear": ("#8c564b", "P"),
-    "mlp-mixer": ("#e377c2", "X"),
-    "attention": ("#d62728", "*"),
-    "attention-naive": ("#ff7f0e", "h"),
-}
-# A name without a fixed style gets a marker the built-in mixers do not use, and a hue from its hash.
-_EXTRA_MARKERS = ("p", "<", ">", "d", "H", "8")
 # How a point that did not run is marked at the top edge of a plot, at the length where it happened.
 _FAILURE_MARKS = {"oom": ("x", "out of memory"), "timeout": ("+", "timed out"), "error": ("$!$", "error")}
 # Plot kinds in report order: file-name prefix -> what the plot shows.
@@ -51,61 +33,8 @@ KINDS = {
     "roofline": "Roofline: achieved FLOP/s vs arithmetic intensity",
     "modes": "Forward vs train",
 }
-DPI = 100
 # The device's memory is drawn on the memory plot when it is at most this many times the largest reading.
 MEMORY_LINE_REACH = 1000
-
-
-def mixer_style(name: str) -> dict:
-    """Colour and marker of a mixer: fixed for the built-in names, from a stable hash of the name otherwise."""
-    if name in _KNOWN_STYLES:
-        color, marker = _KNOWN_STYLES[name]
-        return {"color": color, "marker": marker}
-    digest = hashlib.sha256(name.encode()).digest()
-    hue = int.from_bytes(digest[:2], "big") / 65536
-    red, green, blue = colorsys.hls_to_rgb(hue, (0.28, 0.36, 0.44)[digest[2] % 3], 0.75)
-    return {"color": f"#{round(red * 255):02x}{round(green * 255):02x}{round(blue * 255):02x}",
-            "marker": _EXTRA_MARKERS[digest[3] % len(_EXTRA_MARKERS)]}
-
-
-def mixer_order(names) -> list[str]:
-    """The built-in mixers in their usual order, then any others alphabetically."""
-    names = set(names)
-    return [name for name in KNOWN_MIXERS if name in names] + sorted(names - set(KNOWN_MIXERS))
-
-
-def group_slug(key: dict) -> str:
-    """A file-name-safe name for a group: 'bfloat16_forward_d768_batch8_cuda'."""
-    dim = key.get("dim")
-    parts = [key.get("dtype"), key.get("mode"), f"d{dim}" if pd.notna(dim) else None, key.get("batching"),
-             key.get("device")]
-    words = [re.sub(r"[^A-Za-z0-9.-]+", "", str(part)) for part in parts if part is not None and pd.notna(part)]
-    return "_".join(word for word in words if word) or "all"
-
-
-# Fixed margins, in inches: left of the axes, below, above (two-line title), right (the legend).
-_LEFT, _BOTTOM, _TOP, _LEGEND = 0.9, 0.62, 0.72, 2.35
-
-
-def _figure(width: float, height: float, ncols: int = 1, nrows: int = 1, left: float = _LEFT,
-            right: float = _LEGEND, top: float = _TOP, gap: float = 0.7, row_gap: float = 0.75,
-            sharey: bool = False):
-    """A figure with a grid of axes, fixed margins in inches, and room on the right for the legend."""
-    fig = Figure(figsize=(width, height))
-    axis_width = (width - left - right - gap * (ncols - 1)) / ncols
-    axis_height = (height - top - _BOTTOM - row_gap * (nrows - 1)) / nrows
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=_BOTTOM / height,
-                        top=1 - top / height, wspace=gap / axis_width, hspace=row_gap / axis_height)
-    return fig, list(fig.subplots(nrows, ncols, squeeze=False, sharey=sharey).ravel())
-
-
-def _legend(fig: Figure, handles, right: float = _LEGEND, top: float = _TOP, title: str | None = None) -> None:
-    if not handles:
-        return
-    width, height = fig.get_size_inches()
-    fig.legend(handles, [handle.get_label() for handle in handles], loc="upper left",
-               bbox_to_anchor=(1 - (right - 0.12) / width, 1 - top / height), fontsize=8, frameon=False,
-               title=title, title_fontsize=8, alignment="left", borderaxespad=0)
 
 
 def _device_name(rows: pd.DataFrame, env: dict) -> str:
@@ -117,52 +46,6 @@ def _title(fig: Figure, kind: str, key: dict, rows: pd.DataFrame, env: dict) -> 
     height = fig.get_size_inches()[1]
     fig.suptitle(f"{KINDS[kind]}\n{_device_name(rows, env)} · {analysis.describe_group(key)}", fontsize=11,
                  y=1 - 0.1 / height, va="top")
-
-
-def _plain(value, _=None) -> str:
-    """Tick labels as plain numbers: 0.01, 2, 500, 10,000."""
-    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:g}"
-
-
-def _log_ticks(axis, formatter=_plain) -> None:
-    """Plain-number labels on a log axis: decades only when it spans many, 1-2-5 or finer when it spans few."""
-    low, high = sorted(axis.get_view_interval())
-    decades = math.log10(high / low) if low > 0 and high > low else 0.0
-    if decades < 0.7:
-        subs = (1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0)
-    elif decades < 3.2:
-        subs = (1.0, 2.0, 5.0)
-    else:
-        subs = (1.0,)
-    axis.set_major_locator(ticker.LogLocator(base=10, subs=subs, numticks=12))
-    axis.set_major_formatter(formatter if isinstance(formatter, ticker.Formatter) else ticker.FuncFormatter(formatter))
-    axis.set_minor_locator(ticker.NullLocator())  # unlabelled minor ticks cost a third of the drawing time
-
-
-def memory_unit(largest_mb: float) -> tuple[float, str]:
-    """(divisor, unit) for a memory axis: GB once values reach 10 GB, so tick labels stay short."""
-    return (1024.0, "GB") if largest_mb >= 10 * 1024 else (1.0, "MB")
-
-
-def length_ticks(lengths) -> list[int]:
-    """At most 10 x ticks: the measured powers of two (or all measured lengths when few are), evenly thinned."""
-    lengths = sorted({int(n) for n in lengths})
-    powers = [n for n in lengths if n & (n - 1) == 0]
-    candidates = powers if len(powers) >= 2 else lengths
-    step = max(1, math.ceil(len(candidates) / 10))
-    return candidates[::step]
-
-
-def _length_axis(ax, lengths) -> None:
-    """Log-2 x axis labelled with plain lengths: 128, 1k, 4k …"""
-    lengths = sorted({int(n) for n in lengths})
-    ax.set_xscale("log", base=2)
-    ax.xaxis.set_major_locator(ticker.FixedLocator(length_ticks(lengths)))
-    ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda value, _: analysis.format_seq_len(value)))
-    ax.xaxis.set_minor_locator(ticker.NullLocator())
-    if lengths:
-        ax.set_xlim(lengths[0] / 1.25, lengths[-1] * 1.25)
-    ax.set_xlabel("sequence length (tokens)")
 
 
 def _series(rows: pd.DataFrame):
@@ -225,7 +108,7 @@ def _line_plot(kind: str, rows: pd.DataFrame, key: dict, env: dict, scaling: pd.
         memory_line = bool(memory_mb) and largest > 0 and memory_mb <= MEMORY_LINE_REACH * largest
         scale, unit = memory_unit(max(largest, memory_mb if memory_line else 0.0))
         label = f"peak memory ({unit})"
-    fig, (ax,) = _figure(9, 5.2)
+    fig, (ax,) = figure(9, 5.2)
     handles = []
     for mixer, series in _series(rows):
         values = series[column]
@@ -249,16 +132,16 @@ def _line_plot(kind: str, rows: pd.DataFrame, key: dict, env: dict, scaling: pd.
         handles.append(ax.axhline(memory_mb / scale, color="0.2", linestyle="--", linewidth=1.2, label=memory_name))
     elif kind == "memory" and memory_mb:
         handles.append(Line2D([], [], linestyle="none", label=f"{memory_name}:\nfar above, not drawn"))
-    _length_axis(ax, rows["seq_len"].dropna())
+    length_axis(ax, rows["seq_len"].dropna())
     if kind != "throughput":
         handles += _mark_failures(ax, rows)
-    _log_ticks(ax.yaxis, ticker.EngFormatter(sep="") if kind == "throughput" else _plain)
+    log_ticks(ax.yaxis, ticker.EngFormatter(sep="") if kind == "throughput" else plain)
     ax.set_ylabel(label)
     ax.grid(True, which="major", alpha=0.3)
     if kind == "time":
         ax.text(0.01, 0.99, "band: p20–p80 of the repeats", transform=ax.transAxes, fontsize=7, color="0.4",
                 va="top")
-    _legend(fig, handles, title="exponent fitted on the\nlongest lengths" if kind != "throughput" else None)
+    legend(fig, handles, title="exponent fitted on the\nlongest lengths" if kind != "throughput" else None)
     _title(fig, kind, key, rows, env)
     return fig
 
@@ -313,11 +196,11 @@ def _pareto_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFrame
     front = analysis.pareto_front(rows)
     ncols, nrows = min(2, len(lengths)), math.ceil(len(lengths) / 2)
     panel_width, panel_height, gap, row_gap = 3.7, 2.9, 0.95, 0.8
-    width = _LEFT + _LEGEND + ncols * panel_width + (ncols - 1) * gap
-    height = _TOP + _BOTTOM + nrows * panel_height + (nrows - 1) * row_gap
-    top = _TOP + 0.2
+    width = LEFT + LEGEND + ncols * panel_width + (ncols - 1) * gap
+    height = TOP + BOTTOM + nrows * panel_height + (nrows - 1) * row_gap
+    top = TOP + 0.2
     height += 0.2
-    fig, axes = _figure(width, height, ncols=ncols, nrows=nrows, top=top, gap=gap, row_gap=row_gap)
+    fig, axes = figure(width, height, ncols=ncols, nrows=nrows, top=top, gap=gap, row_gap=row_gap)
     for ax in axes[len(lengths):]:
         ax.set_visible(False)
     seen = {}
@@ -347,8 +230,8 @@ def _pareto_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFrame
                     linewidth=1.1, linestyle="--", zorder=1)
             ax.set_xlim(x0, x1)
             ax.set_ylim(y0, y1)
-        _log_ticks(ax.xaxis)
-        _log_ticks(ax.yaxis)
+        log_ticks(ax.xaxis)
+        log_ticks(ax.yaxis)
         _place_labels(ax, points, panel_width, panel_height)
         ax.set_title(f"{analysis.format_seq_len(seq_len)} tokens", fontsize=10, y=1.01)
         ax.set_xlabel("time per call (ms)")
@@ -356,7 +239,7 @@ def _pareto_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFrame
         ax.grid(True, which="major", alpha=0.3)
     handles = [seen[mixer] for mixer in mixer_order(seen)]
     handles.append(Line2D([], [], color="0.15", linestyle="--", label="Pareto frontier\n(bold names are on it)"))
-    _legend(fig, handles, top=top)
+    legend(fig, handles, top=top)
     _title(fig, "pareto", key, rows, env)
     return fig
 
@@ -376,8 +259,8 @@ def _winners_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFram
     ratio = ratio / ratio.min(axis=0)
     left, right = 1.45, 1.25
     width = max(6.5, left + right + 0.62 * len(lengths))
-    height = _TOP + _BOTTOM + 0.4 * len(mixers)
-    fig, (ax,) = _figure(width, height, left=left, right=right)
+    height = TOP + BOTTOM + 0.4 * len(mixers)
+    fig, (ax,) = figure(width, height, left=left, right=right)
     cmap = colormaps["viridis_r"].with_extremes(bad="#eeeeee")
     norm = LogNorm(vmin=1.0, vmax=max(2.0, float(np.nanmax(ratio.to_numpy(float)))))
     image = ax.imshow(np.ma.masked_invalid(ratio.to_numpy(float)), cmap=cmap, norm=norm, aspect="auto")
@@ -404,7 +287,7 @@ def _winners_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFram
     cax = fig.add_axes((box.x1 + 0.2 / width, box.y0, 0.16 / width, box.height))
     colorbar = fig.colorbar(image, cax=cax)
     colorbar.set_label("time ÷ fastest at that length (1 = fastest)", fontsize=8)
-    _log_ticks(colorbar.ax.yaxis)
+    log_ticks(colorbar.ax.yaxis)
     _title(fig, "winners", key, rows, env)
     return fig
 
@@ -414,7 +297,7 @@ def _roofline_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFra
     ok = rows[(rows["status"] == "ok") & (rows["time_ms"] > 0) & (rows["flops"] > 0) & (rows["bytes_min"] > 0)]
     if ok.empty:
         return None
-    fig, (ax,) = _figure(9, 5.2, right=2.6)
+    fig, (ax,) = figure(9, 5.2, right=2.6)
     intensity_all = ok["flops"] / ok["bytes_min"]
     low, high = float(intensity_all.min()) / 3, float(intensity_all.max()) * 3
     peaks = env.get("peak_tflops") if isinstance(env.get("peak_tflops"), dict) else {}
@@ -448,14 +331,14 @@ def _roofline_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFra
     ax.set_xlim(low, high)
     bottom, top = ax.get_ylim()
     ax.set_ylim(bottom, max(top, peak_tflops * 1.8 if has_peak else top))  # the flat roof below the top edge
-    _log_ticks(ax.xaxis)
-    _log_ticks(ax.yaxis)
+    log_ticks(ax.xaxis)
+    log_ticks(ax.yaxis)
     ax.set_xlabel("arithmetic intensity (FLOP per minimal byte moved)")
     ax.set_ylabel("achieved TFLOP/s")
     ax.grid(True, which="major", alpha=0.3)
     ax.text(0.01, 0.99, "one marker per length; the label gives the longest", transform=ax.transAxes,
             fontsize=7, color="0.4", va="top")
-    _legend(fig, handles + list(roof), right=2.6)
+    legend(fig, handles + list(roof), right=2.6)
     _title(fig, "roofline", key, rows, env)
     return fig
 
@@ -465,23 +348,23 @@ def _modes_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFrame)
     ok = rows[(rows["status"] == "ok") & (rows["time_ms"] > 0)]
     if not {"forward", "train"} <= set(ok["mode"]):
         return None
-    top = _TOP + 0.2
-    fig, axes = _figure(12, 5.2, ncols=2, top=top, gap=0.35, sharey=True)
+    top = TOP + 0.2
+    fig, axes = figure(12, 5.2, ncols=2, top=top, gap=0.35, sharey=True)
     seen, marks = {}, {}
     for ax, mode in zip(axes, ("forward", "train")):
         for mixer, series in _series(ok[ok["mode"] == mode]):
             seen[mixer] = ax.plot(series["seq_len"].to_numpy(float), series["time_ms"].to_numpy(float),
                                   label=mixer, linewidth=1.5, markersize=5, **mixer_style(mixer))[0]
         ax.set_yscale("log")
-        _length_axis(ax, ok["seq_len"])
+        length_axis(ax, ok["seq_len"])
         ax.set_title("forward" if mode == "forward" else "train (forward + backward)", fontsize=10, y=1.01)
         ax.grid(True, which="major", alpha=0.3)
     for ax, mode in zip(axes, ("forward", "train")):  # after both are drawn: the shared y range is final
         for proxy in _mark_failures(ax, rows[rows["mode"] == mode]):
             marks[proxy.get_label()] = proxy
-    _log_ticks(axes[0].yaxis)
+    log_ticks(axes[0].yaxis)
     axes[0].set_ylabel("time per call (ms)")
-    _legend(fig, [seen[mixer] for mixer in mixer_order(seen)] + list(marks.values()), top=top)
+    legend(fig, [seen[mixer] for mixer in mixer_order(seen)] + list(marks.values()), top=top)
     _title(fig, "modes", key, rows, env)
     return fig
 
@@ -497,7 +380,7 @@ def _render(job) -> Path | None:
     fig = plot(kind, rows, key, env, scaling) if plot is _line_plot else plot(rows, key, env, scaling)
     if fig is None:
         return None
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=style.DPI)
     return path
 
 
@@ -533,4 +416,6 @@ def draw(run_dir) -> list[Path]:
     for old in out.glob("*.png"):
         old.unlink()
     paths = [_render(job) for job in _jobs(table, analysis.load_env(run_dir), out)]
+    paths += scope_plots.draw(table, out)
+    paths += quality_plots.draw(run_dir, out)
     return [path for path in paths if path is not None]

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.reporting import analysis
-from bench.reporting import plots
+from bench.reporting import analysis, quality, scopes
+from bench.reporting import plots, quality_plots, scope_plots, style
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1d1d1f;
@@ -43,6 +43,9 @@ details { margin: .4em 0 1em; }
 summary { cursor: pointer; color: #0b5cad; }
 pre { background: #f5f5f7; padding: .7em 1em; border-radius: 4px; white-space: pre-wrap; word-break: break-all; }
 .note { color: #666; font-size: .85em; }
+.holds { color: #1a7f37; font-weight: 600; }
+.fails { color: #c0392b; font-weight: 600; }
+.warn { background: #fdecea; border: 1px solid #e0a29b; border-radius: 6px; padding: .5em 1em; }
 """
 
 # Tables longer than this start folded (still in the page, one click away).
@@ -132,14 +135,14 @@ def _image(path: Path) -> str:
 
 
 def _needs_drawing(run_dir: Path) -> bool:
-    """No plots yet, or results newer than every plot."""
+    """No plots yet, or a results table newer than every plot."""
     pngs = list((run_dir / "plots").glob("*.png"))
-    if not (run_dir / "plots").is_dir():
+    tables = [path for path in (run_dir / "results.csv", run_dir / "quality.csv") if path.exists()]
+    if not tables:
+        return False
+    if not pngs:
         return True
-    results = run_dir / "results.csv"
-    if results.exists() and pngs:
-        return results.stat().st_mtime > max(png.stat().st_mtime for png in pngs)
-    return not pngs and results.exists()
+    return max(path.stat().st_mtime for path in tables) > max(png.stat().st_mtime for png in pngs)
 
 
 def _on_cpu(table: pd.DataFrame, env: dict) -> bool:
@@ -150,7 +153,7 @@ def _on_cpu(table: pd.DataFrame, env: dict) -> bool:
 
 
 def _in_mixer_order(frame: pd.DataFrame) -> pd.DataFrame:
-    order = {mixer: i for i, mixer in enumerate(plots.mixer_order(frame["mixer"]))}
+    order = {mixer: i for i, mixer in enumerate(style.mixer_order(frame["mixer"]))}
     return frame.sort_values("mixer", key=lambda names: names.map(order), kind="stable")
 
 
@@ -198,12 +201,112 @@ def _group_section(key: dict, anchor: str, table: pd.DataFrame, sentence: str, i
     return "\n".join(part for part in parts if part)
 
 
-def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "") -> str:
+VERDICT_CLASS = {"holds": "holds", "does not hold": "fails"}
+
+
+def _claims_table(frame: pd.DataFrame) -> str:
+    """The claims as a table, verdicts coloured; empty cells where a claim has no figure of ours."""
+    head = ("<tr><th>claim</th><th>paper</th><th>dtype</th><th>ours vs attention</th><th>verdict</th>"
+            "<th>ours vs attention-naive</th><th>verdict</th><th>setting and note</th></tr>")
+    body = []
+    for row in frame.itertuples(index=False):
+        cells = [_e(row.claim), _e(row.paper), _e(row.dtype)]
+        for ours, verdict in ((row.ours_vs_attention, row.verdict_vs_attention),
+                              (row.ours_vs_attention_naive, row.verdict_vs_attention_naive)):
+            cells.append(_e(scopes.format_speedup(ours)) if ours is not None and pd.notna(ours) else "—")
+            css = VERDICT_CLASS.get(str(verdict), "")
+            cells.append(f'<span class="{css}">{_e(verdict)}</span>' if css else _e(verdict or ""))
+        cells.append(_e(" · ".join(text for text in (row.setting, row.note) if text)))
+        body.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+    return f'<table class="claims"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
+
+
+def _scopes_section(table: pd.DataFrame, env: dict, images: list[Path]) -> str:
+    """The mixer inside a model: speed-up per scope, share of the step, and the paper's claims."""
+    if table["scope"].nunique() < 2 and not (table["scope"] == "encoder").any():
+        return ""
+    parts = ['<h2 id="scopes">The mixer inside a model: mixer, block and encoder scope</h2>',
+             '<p class="note">A block is one encoder layer (mixer + feed-forward sublayer, residuals, LayerNorms); an '
+             "encoder adds embeddings, the layers and a masked-LM head. Train at block and encoder scope is a whole "
+             "step: forward, backward and an AdamW update. The share is the mixer's time alone (its mixer-scope "
+             "row) times the layers that use it, over the measured step.</p>"]
+    parts += [_image(path) for path in images]
+    share = scopes.mixer_share(table)
+    if not share.empty:
+        pivot = share.pivot_table(index=["scope", "mode", "dtype", "mixer"], columns="seq_len", values="share",
+                                  aggfunc="last").reset_index()
+        lengths = [c for c in pivot.columns if isinstance(c, (int, float))]
+        columns = [("scope", "scope", "text"), ("mode", "mode", "text"), ("dtype", "dtype", "text"),
+                   ("mixer", "layout", "text")] + [(n, analysis.format_seq_len(n), "pct") for n in lengths]
+        parts.append(_folded("Share of the step spent in the mixer", pivot, columns))
+    speed = scopes.speedups(table)
+    if not speed.empty:
+        pivot = speed.pivot_table(index=["mode", "dtype", "mixer", "scope"], columns="seq_len", values="speedup",
+                                  aggfunc="last").reset_index()
+        lengths = [c for c in pivot.columns if isinstance(c, (int, float))]
+        columns = [("mode", "mode", "text"), ("dtype", "dtype", "text"), ("mixer", "layout", "text"),
+                   ("scope", "scope", "text")] + [(n, analysis.format_seq_len(n), "ratio") for n in lengths]
+        parts.append(_folded("Speed-up over attention (attention's time ÷ the layout's)", pivot, columns))
+    claims = scopes.claims(table, env)
+    if (table["scope"] == "encoder").any():
+        cpu = "" if env.get("device") == "cuda" else (
+            '<p class="cpu">This run is on a CPU: the paper\'s figures are GPU and TPU figures, so a CPU verdict '
+            "says whether the ratio carries over to this CPU, not whether the paper is right.</p>")
+        parts.append('<h3 id="claims">The FNet paper\'s claims, judged on this run</h3>' + cpu +
+                     f'<p class="note">Lee-Thorp et al., arXiv 2105.03824. A speed-up claim holds when ours reaches '
+                     f"{scopes.TOLERANCE:.0%} of the paper's; ours is attention's time ÷ the layout's at "
+                     f"{scopes.CLAIM_LENGTH} tokens, encoder scope unless the claim is about the sublayer.</p>"
+                     + _claims_table(claims))
+    return "\n".join(parts)
+
+
+def _quality_section(best: pd.DataFrame, env: dict, images: list[Path]) -> str:
+    """What each layout learns: the speed–accuracy frontier per task, the tables behind it."""
+    if best.empty:
+        return ""
+    settings = env.get("quality") or {}
+    parts = ['<h2 id="quality">What each mixer learns: the speed–accuracy frontier</h2>',
+             f'<p class="note">Each layout is trained as a small encoder ({_e(settings.get("layers", "?"))} layers, '
+             f'{_e(settings.get("norm", "?"))}-norm, previous-token shift '
+             f'{"on" if settings.get("shift") else "off"} for every layout) for {_e(settings.get("steps", "?"))} '
+             f"steps of batch {_e(settings.get('batch', '?'))}; the learning rate with the best validation accuracy "
+             "is kept and its test accuracy reported, as the mean over seeds with their lowest and highest. "
+             "Step time is the median training step, measured with "
+             f"{_e(settings.get('workers', '?'))} worker(s) of {_e(settings.get('threads_per_worker') or 'all')} "
+             "thread(s) training at once, so it compares layouts within this run only. "
+             f"{_e(settings.get('training', ''))}.</p>"]
+    for task, group in best.groupby("task", sort=True):
+        mine = [path for path in images if path.name.startswith(f"{quality_plots.KIND}__{task}_")]
+        parts.append(f"<h3>{_e(task)}</h3>")
+        if not quality.learned(group).any():
+            parts.append(f'<p class="warn">No layout learned {_e(task)} within this budget: every mean test accuracy '
+                         f"is within {quality.LEARNED_MARGIN:.0%} of the baseline ({group['baseline'].iloc[0]:.0%}). "
+                         "No frontier is drawn; a larger step budget or a GPU preset is needed.</p>")
+        parts += [_image(path) for path in mine]
+        shown = group.sort_values(["seq_len", "accuracy"], ascending=[True, False])
+        parts.append(_folded(f"{task}: best rate per layout and width", shown, [
+            ("layout", "layout", "text"), ("seq_len", "length", "len"), ("dim", "width", "num"),
+            ("params", "parameters", "num"), ("accuracy", "test accuracy", "pct"), ("accuracy_min", "min", "pct"),
+            ("accuracy_max", "max", "pct"), ("seeds", "seeds", "num"), ("baseline", "baseline", "pct"),
+            ("lr", "best rate", "num"), ("step_ms", "step (ms)", "num"), ("val_accuracy", "validation", "pct"),
+            ("failed", "failed runs", "num")]))
+        front = quality.front(group)
+        parts.append(_folded(f"{task}: which layout at which time budget (the front)", front, [
+            ("step_ms", "from step time (ms)", "num"), ("layout", "choose", "text"), ("dim", "width", "num"),
+            ("accuracy", "test accuracy", "pct"), ("seq_len", "length", "len")],
+            note="Read down: with at least this much time per training step, this layout is the most accurate "
+                 "you can have; below the first row, nothing in this run fits."))
+    return "\n".join(parts)
+
+
+def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "",
+           quality_table: pd.DataFrame | None = None) -> str:
     """The report page as a string."""
     table = analysis.prepare(table)
     device_name = env.get("device_name") or next((n for n in table["device_name"] if n), "") or "unknown device"
     summaries = analysis.group_summaries(table)
-    sentences = [text for _, text in summaries]
+    best = quality.best_runs(quality_table if quality_table is not None else quality.prepare(pd.DataFrame()))
+    sentences = quality.summary(best) + [text for _, text in summaries]
     by_name = {path.name: path for path in pngs}
     used = set()
     groups = []
@@ -235,12 +338,24 @@ def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "") ->
         out.append("<p>No point ran successfully; the reasons are listed below.</p>")
     links = [(slug, f"{analysis.describe_group(key)}") for key, slug, _ in groups]
     modes = sorted(path for path in pngs if path.name.startswith("modes__"))
-    other = sorted(path for name, path in by_name.items() if name not in used and path not in modes)
-    nav = [f'<a href="#{_e(slug)}">{_e(text)}</a>' for slug, text in links]
+    scope_images = sorted(path for path in pngs if path.name.split("__")[0] in scope_plots.KINDS)
+    scope_section = _scopes_section(table, env, scope_images) if len(table) else ""
+    quality_images = sorted(path for path in pngs if path.name.startswith(f"{quality_plots.KIND}__"))
+    quality_section = _quality_section(best, env, quality_images)
+    other = sorted(path for name, path in by_name.items()
+                   if name not in used and path not in modes and path not in scope_images
+                   and path not in quality_images)
+    nav = ['<a href="#quality">speed–accuracy</a>'] if quality_section else []
+    nav += ['<a href="#scopes">mixer, block, encoder</a>'] if scope_section else []
+    nav += [f'<a href="#{_e(slug)}">{_e(text)}</a>' for slug, text in links]
     nav += ['<a href="#modes">forward vs train</a>'] if modes else []
     nav += ['<a href="#other-plots">other plots</a>'] if other else []
     nav += ['<a href="#environment">environment</a>', '<a href="#command">command line</a>']
     out.append("<nav>Sections: " + " ".join(nav) + "</nav>")
+    if quality_section:
+        out.append(quality_section)
+    if scope_section:
+        out.append(scope_section)
     for key, slug, images in groups:
         out.append(_group_section(key, slug, table, sentence_for.get(slug, ""), images))
     if modes:
@@ -271,7 +386,8 @@ def write(run_dir) -> Path:
     if _needs_drawing(run_dir):
         plots.draw(run_dir)
     pngs = sorted((run_dir / "plots").glob("*.png"))
-    page = render(analysis.load_results(run_dir), analysis.load_env(run_dir), pngs, run_dir.name)
+    page = render(analysis.load_results(run_dir), analysis.load_env(run_dir), pngs, run_dir.name,
+                  quality.load_quality(run_dir))
     path = run_dir / "report.html"
     path.write_text(page, encoding="utf-8")
     return path

@@ -25,7 +25,7 @@ import torch
 import mixers
 from bench.measuring import measure
 from bench.measuring.env import device_facts
-from bench.measuring.plan import DTYPES, MODES, Point, resolve_device
+from bench.measuring.plan import DTYPES, MODES, mixer_point, resolve_device
 from bench.measuring.worker import compute_dtype_name, prepare_call, source_hash
 
 POINTS = {
@@ -41,14 +41,13 @@ CASES = [(mixer, mode) for mixer in mixers.available() for mode in MODES]
 
 @pytest.mark.parametrize(("mixer", "mode"), CASES, ids=[f"{mixer}-{mode}-{POINT_TAG}" for mixer, mode in CASES])
 def test_mixer(benchmark, mixer, mode):
-    point = Point(mixer, POINT["seq_len"], POINT["dim"], POINT["batch"], f"batch={POINT['batch']}",
-                  POINT["dtype"], mode, DEVICE)
+    point = mixer_point(mixer, POINT["seq_len"], POINT["dim"], POINT["batch"], POINT["dtype"], mode, DEVICE)
     cls = mixers.get(mixer)
     dtype = DTYPES[point.dtype]
     support = cls.supports(point.seq_len, point.dim, dtype, point.device)
     if not support:
         pytest.skip(f"{mixer} does not run {point.label()} on {DEVICE}: {support.reason}")
-    call, module, x = prepare_call(point)
+    call, module, x, _, _ = prepare_call(point)
 
     def step():
         out = call()

@@ -28,7 +28,7 @@ def read_rows(run_dir):
 def test_planted_faults_become_rows_and_every_other_point_is_measured(tmp_path, planted_path, mixbench):
     run_dir = tmp_path / "run"
     done = mixbench("sweep", "--mixers", FAULTS, "--seq-lens", "16,64,128", "--dims", "8", "--modes", "forward",
-                    "--out", str(run_dir), "--timeout", "4", "--budget", "0.02", "--no-report",
+                    "--out", str(run_dir), "--timeout", "8", "--budget", "0.02", "--no-report", "--rounds", "1",
                     extra_path=planted_path)
     assert done.returncode == 0, done.stderr
     rows = {(row["mixer"], int(row["seq_len"])): row for row in read_rows(run_dir)}
@@ -42,7 +42,7 @@ def test_planted_faults_become_rows_and_every_other_point_is_measured(tmp_path, 
         assert status[("planted-hang", n)] == "timeout"
         assert status[("planted-segfault", n)] == "error"
         assert "SIGSEGV" in rows[("planted-segfault", n)]["error"]
-    assert "4 s timeout" in rows[("planted-hang", 16)]["error"]
+    assert "8 s timeout" in rows[("planted-hang", 16)]["error"]
     assert "not run: seq_len=16" in rows[("planted-hang", 128)]["error"]  # longer lengths are not retried
     assert status[("planted-oom", 16)] == "ok"
     assert status[("planted-oom", 64)] == "oom" and "out of memory" in rows[("planted-oom", 64)]["error"]
@@ -78,7 +78,7 @@ def test_a_sigkilled_sweep_resumes_to_exactly_one_row_per_point(tmp_path, plante
 
 def test_running_the_same_sweep_again_measures_nothing_new(tmp_path, planted_path, mixbench):
     args = ("sweep", "--mixers", "planted-identity", "--seq-lens", "8,16", "--dims", "4", "--modes", "forward",
-            "--budget", "0.01", "--out", str(tmp_path / "run"), "--no-report")
+            "--budget", "0.01", "--out", str(tmp_path / "run"), "--no-report", "--rounds", "1")
     assert mixbench(*args, extra_path=planted_path).returncode == 0
     again = mixbench(*args, extra_path=planted_path)
     assert again.returncode == 0 and "measured 0 points" in again.stdout and "2 already in" in again.stdout

@@ -39,7 +39,7 @@ def test_a_second_writer_is_refused_while_the_first_holds_the_folder(tmp_path):
 
 def test_a_folder_written_with_other_columns_is_refused(tmp_path):
     (tmp_path / "results.csv").write_text("mixer,time\nfft,1\n")
-    with pytest.raises(RunFolderError, match="other columns"):
+    with pytest.raises(RunFolderError, match="has columns written by"):
         RunFolder(tmp_path).open()
 
 

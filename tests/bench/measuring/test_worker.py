@@ -6,7 +6,7 @@ import torch
 import mixers
 from bench.measuring import measure
 from bench.measuring import worker
-from bench.measuring.plan import Point
+from bench.measuring.plan import mixer_point
 from bench.measuring.store import COLUMNS
 from mixers import _spectral
 
@@ -15,14 +15,14 @@ PEAKS = {"peak_bandwidth_gbps": 10.0, "peak_tflops": {"float32": 0.1}}
 
 
 def point(mixer="fft", seq_len=64, mode="forward", dtype="float32"):
-    return Point(mixer, seq_len, 32, 2, "batch=2", dtype, mode, "cpu")
+    return mixer_point(mixer, seq_len, 32, 2, dtype, mode, "cpu")
 
 
 @pytest.mark.parametrize("mode", ["forward", "train"])
 def test_an_ok_row_has_every_column_and_consistent_rates(mode):
     row = worker.measure_point(point(mode=mode), POLICY, PEAKS, "test cpu")
     assert row["status"] == "ok" and not row["error"]
-    assert set(row) - {"_fatal"} <= set(COLUMNS) and {"time_ms", "peak_mem_mb", "roofline_frac"} <= set(row)
+    assert set(row) - {"_fatal", "_samples"} <= set(COLUMNS) and {"time_ms", "peak_mem_mb", "roofline_frac"} <= set(row)
     seconds = row["time_ms"] / 1e3
     cost = mixers.get("fft").cost(64, 32, 2, torch.float32, mode)
     assert row["flops"] == cost.flops and row["bytes_min"] == cost.bytes_min

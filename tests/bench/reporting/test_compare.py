@@ -6,13 +6,14 @@ import pytest
 
 from bench.reporting import compare
 from bench.reporting import plots
+from bench.reporting import style
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(autouse=True)
 def low_resolution(monkeypatch):
-    monkeypatch.setattr(plots, "DPI", 40)
+    monkeypatch.setattr(style, "DPI", 40)
 
 
 def write_run(folder, rows, device_name="GPU"):

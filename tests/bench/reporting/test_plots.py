@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from bench.reporting import plots
+from bench.reporting import style
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = dict(mixers=("fft", "hadamard", "attention", "attention-naive", "mlp-mixer"),
@@ -16,7 +17,7 @@ SMALL = dict(mixers=("fft", "hadamard", "attention", "attention-naive", "mlp-mix
 
 @pytest.fixture(autouse=True)
 def low_resolution(monkeypatch):
-    monkeypatch.setattr(plots, "DPI", 40)  # the same drawing, fewer pixels: a faster test
+    monkeypatch.setattr(style, "DPI", 40)  # the same drawing, fewer pixels: a faster test
 
 
 def kinds(paths):
@@ -70,17 +71,17 @@ def test_draw_handles_a_cpu_run_a_new_mixer_and_missing_ceilings(fake_run):
 
 
 def test_mixer_styles_are_fixed_for_known_names_and_stable_for_new_ones():
-    known = [plots.mixer_style(name) for name in plots.KNOWN_MIXERS]
+    known = [style.mixer_style(name) for name in style.KNOWN_MIXERS]
     assert len({style["color"] for style in known}) == len(known)
     assert len({(style["color"], style["marker"]) for style in known}) == len(known)
-    new = plots.mixer_style("my-new-mixer")
-    assert new == plots.mixer_style("my-new-mixer")
+    new = style.mixer_style("my-new-mixer")
+    assert new == style.mixer_style("my-new-mixer")
     assert new["color"] not in {style["color"] for style in known}
-    assert plots.mixer_style("another-one") != new
+    assert style.mixer_style("another-one") != new
 
 
 def test_mixer_order_puts_known_names_first():
-    assert plots.mixer_order(["zeta", "attention", "fft", "alpha"]) == ["fft", "attention", "alpha", "zeta"]
+    assert style.mixer_order(["zeta", "attention", "fft", "alpha"]) == ["fft", "attention", "alpha", "zeta"]
 
 
 def test_group_slug_is_a_safe_file_name():
@@ -90,9 +91,9 @@ def test_group_slug_is_a_safe_file_name():
 
 
 def test_length_ticks_prefer_powers_of_two():
-    assert plots.length_ticks([128, 256, 384, 512, 1536, 2048]) == [128, 256, 512, 2048]
-    assert plots.length_ticks([100, 300, 1000]) == [100, 300, 1000]
-    assert len(plots.length_ticks([2 ** k for k in range(4, 24)])) <= 10
+    assert style.length_ticks([128, 256, 384, 512, 1536, 2048]) == [128, 256, 512, 2048]
+    assert style.length_ticks([100, 300, 1000]) == [100, 300, 1000]
+    assert len(style.length_ticks([2 ** k for k in range(4, 24)])) <= 10
 
 
 def test_drawing_does_not_import_torch():

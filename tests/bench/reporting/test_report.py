@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from bench.reporting import plots
+from bench.reporting import style
 from bench.reporting import report
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -19,7 +20,7 @@ SMALL = dict(mixers=("fft", "hadamard", "attention", "linear"), seq_lens=(128, 3
 
 @pytest.fixture(autouse=True)
 def low_resolution(monkeypatch):
-    monkeypatch.setattr(plots, "DPI", 40)
+    monkeypatch.setattr(style, "DPI", 40)
 
 
 class Page(HTMLParser):

@@ -1,0 +1,81 @@
+"""The speed–accuracy frontier per task (FNet's Figure: accuracy against training speed), drawn from quality.csv.
+
+Left: test accuracy against the median training-step time, each layout a line across model widths, the
+bars spanning the seeds' lowest and highest accuracy, the front as a staircase and the task's baseline as
+a dashed line. Right: the same accuracy against parameters.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.lines import Line2D
+
+from bench.reporting import quality, style
+
+KIND = "quality"
+
+
+def slug(task: str, seq_len) -> str:
+    return f"{KIND}__{task}_n{int(seq_len)}"
+
+
+def frontier_plot(best: pd.DataFrame, task: str, seq_len, device_name: str, path: Path) -> Path | None:
+    """Accuracy against step time and against parameters for one task; None where no layout learned it."""
+    rows = best[(best["task"] == task) & (best["seq_len"] == seq_len)]
+    if rows.empty or not quality.learned(rows).any():
+        return None
+    fig, axes = style.figure(13, 5.4, ncols=2, gap=0.8, top=style.TOP + 0.1)
+    points = quality.front(rows)
+    handles = {}
+    for ax, column, label in ((axes[0], "step_ms", "training step (ms, median)"), (axes[1], "params", "parameters")):
+        for layout in style.mixer_order(rows["layout"].unique()):
+            line = rows[rows["layout"] == layout].sort_values("dim")
+            x = line[column].to_numpy(float)
+            y = line["accuracy"].to_numpy(float)
+            low = y - line["accuracy_min"].to_numpy(float)
+            high = line["accuracy_max"].to_numpy(float) - y
+            mine = style.mixer_style(layout)
+            handles[layout] = ax.errorbar(x, y, yerr=[low, high], linewidth=1.4, markersize=6, capsize=2,
+                                          label=layout, color=mine["color"], marker=mine["marker"])[0]
+        baseline = float(rows["baseline"].iloc[0])
+        ax.axhline(baseline, color="0.35", linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        style.log_ticks(ax.xaxis)
+        ax.set_xlabel(label)
+        ax.set_ylim(0, 1.02)
+        ax.grid(True, which="major", alpha=0.3)
+    times, accuracies = points["step_ms"].to_numpy(float), points["accuracy"].to_numpy(float)
+    x1 = axes[0].get_xlim()[1]
+    axes[0].step(np.r_[times, x1], np.r_[accuracies, accuracies[-1]], where="post", color="0.15", linewidth=1.1,
+                 linestyle=":", zorder=1)
+    for layout, time_ms, accuracy in zip(points["layout"], times, accuracies):
+        axes[0].annotate(layout, (time_ms, accuracy), xytext=(4, 4), textcoords="offset points", fontsize=7,
+                         fontweight="bold")
+    axes[0].set_ylabel("test accuracy (best rate on validation; bars: seeds' min–max)")
+    extra = [Line2D([], [], color="0.35", linestyle="--", label=f"baseline ({baseline:.0%})"),
+             Line2D([], [], color="0.15", linestyle=":", label="speed–accuracy front\n(bold names are on it)")]
+    style.legend(fig, [handles[m] for m in style.mixer_order(handles)] + extra, top=style.TOP + 0.1,
+                 title="a line joins a layout's widths")
+    height = fig.get_size_inches()[1]
+    fig.suptitle(f"Speed–accuracy frontier: {task}, {int(seq_len)} tokens\n{device_name}", fontsize=11,
+                 y=1 - 0.1 / height, va="top")
+    fig.savefig(path, dpi=style.DPI)
+    return path
+
+
+def draw(run_dir: Path, out: Path) -> list[Path]:
+    """One frontier plot per task and length that some layout learned; returns the PNGs written."""
+    table = quality.load_quality(run_dir)
+    best = quality.best_runs(table)
+    if best.empty:
+        return []
+    names = [n for n in table["device_name"] if n]
+    paths = []
+    for (task, seq_len), _ in best.groupby(["task", "seq_len"], sort=True):
+        path = frontier_plot(best, task, seq_len, names[0] if names else "", out / f"{slug(task, seq_len)}.png")
+        if path is not None:
+            paths.append(path)
+    return paths

@@ -1,0 +1,130 @@
+"""Faults of the machine around a sweep, made to happen: signals, stale locks, foreign files, bad folders;
+and the sweep's own machinery across processes: rounds and several workers."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+IDENTITY = ("--mixers", "planted-identity", "--dims", "4", "--modes", "forward")
+
+
+def read_rows(path):
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def rounds_of(run_dir):
+    return [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
+
+
+def test_rounds_run_in_separate_processes_and_more_rounds_complete_a_finished_run(tmp_path, planted_path, mixbench):
+    run_dir = tmp_path / "run"
+    args = ("sweep", *IDENTITY, "--seq-lens", "8,16", "--budget", "0.01", "--out", str(run_dir), "--no-report")
+    done = mixbench(*args, "--rounds", "2", extra_path=planted_path)
+    assert done.returncode == 0, done.stderr
+    rows = read_rows(run_dir / "results.csv")
+    assert len(rows) == 2 and {row["rounds"] for row in rows} == {"2"}
+    for row in rows:
+        assert float(row["time_ms_lo"]) <= float(row["time_ms_hi"])
+    records = rounds_of(run_dir)
+    assert len(records) == 4
+    for seq_len in (8, 16):
+        mine = [r for r in records if r["key"][2] == seq_len]
+        assert sorted(r["round"] for r in mine) == [1, 2]
+        assert len({r["pid"] for r in mine}) == 2  # each round in a worker process of its own
+
+    again = mixbench(*args, "--rounds", "3", extra_path=planted_path)
+    assert again.returncode == 0, again.stderr
+    assert "measured 2 points" in again.stdout and len(rounds_of(run_dir)) == 6  # only the third rounds ran
+    from bench.reporting import analysis
+
+    assert list(analysis.load_results(run_dir)["rounds"]) == [3, 3]
+
+
+def test_two_workers_measure_the_same_points_as_one_and_warn_on_a_cpu(tmp_path, planted_path, mixbench):
+    common = ("sweep", "--mixers", "planted-identity,fft", "--dims", "4", "--seq-lens", "8,16", "--modes",
+              "forward,train", "--budget", "0.01", "--rounds", "1", "--no-report")
+    one = mixbench(*common, "--out", str(tmp_path / "one"), extra_path=planted_path)
+    two = mixbench(*common, "--workers", "2", "--out", str(tmp_path / "two"), extra_path=planted_path)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    assert "warning: 2 workers share this CPU" in two.stderr
+    keys = [("mixer", "seq_len", "mode", "status")]
+    rows_one = {tuple(row[k] for k in keys[0]) for row in read_rows(tmp_path / "one" / "results.csv")}
+    rows_two = read_rows(tmp_path / "two" / "results.csv")
+    assert {tuple(row[k] for k in keys[0]) for row in rows_two} == rows_one and len(rows_two) == 8
+    assert {row["device_index"] for row in rows_two} == {"0", "1"}
+    env = json.loads((tmp_path / "two" / "env.json").read_text())
+    assert set(env["workers"]) == {"0", "1"}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_stops_the_sweep_and_the_same_command_resumes_it(tmp_path, planted_path, signum):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "bench", "sweep", *IDENTITY, "--seq-lens", "8,16,32,64,128,256", "--budget",
+            "0.2", "--min-reps", "3", "--out", str(run_dir), "--no-report", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(planted_path)}
+    sweep = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if (run_dir / "rounds.jsonl").exists() and len(rounds_of(run_dir)) >= 2:
+            break
+        time.sleep(0.05)
+    sweep.send_signal(signum)
+    stopped = time.monotonic()
+    out, err = sweep.communicate(timeout=60)
+    assert time.monotonic() - stopped < 10, "a signal must stop the sweep within seconds"
+    assert sweep.returncode == 128 + signum, err
+    assert "Traceback" not in err and "Error" not in err
+    assert f"interrupted by {signal.Signals(signum).name}" in err.strip().splitlines()[-1]
+    assert "run the same command again to resume" in err
+    recorded = json.loads((run_dir / "env.json").read_text())
+    assert recorded["interrupted"]["signal"] == signal.Signals(signum).name and recorded["finished_at"] is None
+
+    resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = read_rows(run_dir / "results.csv")
+    assert sorted(int(row["seq_len"]) for row in rows) == [8, 16, 32, 64, 128, 256]  # every point exactly once
+    assert all(row["rounds"] == "2" for row in rows)
+    assert "interrupted" not in json.loads((run_dir / "env.json").read_text())
+
+
+def test_a_stale_lock_is_taken_over_with_a_note(tmp_path, planted_path, mixbench):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / ".lock").write_text("pid 999999\n")  # left by a sweep that was killed: nobody holds the flock
+    done = mixbench("sweep", *IDENTITY, "--seq-lens", "8", "--budget", "0.01", "--rounds", "1", "--out",
+                    str(run_dir), "--no-report", extra_path=planted_path)
+    assert done.returncode == 0, done.stderr
+    assert "took over the lock" in done.stdout and "pid 999999" in done.stdout
+    assert (run_dir / ".lock").read_text() == ""  # released on exit
+
+
+@pytest.mark.parametrize("name, content", [("results.csv", "when,what\n2024,lunch\n"), ("env.json", "not json\n"),
+                                           ("env.json", "[1, 2]\n")])
+def test_files_mixbench_did_not_write_are_refused_and_left_untouched(tmp_path, mixbench, name, content):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / name).write_text(content)
+    done = mixbench("sweep", "--mixers", "fft", "--seq-lens", "8", "--dims", "4", "--out", str(run_dir),
+                    "--no-report")
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "left untouched" in done.stderr
+    assert (run_dir / name).read_text() == content
+    assert sorted(p.name for p in run_dir.iterdir()) == [name]
+
+
+@pytest.mark.parametrize("where", ["/proc/mixbench-cannot-be-here/run", "FILE/run"])
+def test_a_folder_that_cannot_be_created_is_refused_before_anything_runs(tmp_path, mixbench, where):
+    (tmp_path / "FILE").write_text("a file, not a folder")
+    out = where.replace("FILE", str(tmp_path / "FILE"))
+    done = mixbench("sweep", "--mixers", "fft", "--seq-lens", "8", "--dims", "4", "--out", out)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "--out" in done.stderr

@@ -1,0 +1,60 @@
+"""Rounds: a point's row pools the timed calls of every round; the spread between rounds is kept."""
+
+import pytest
+
+from bench.measuring import runner
+from bench.measuring.plan import mixer_point
+
+POINT = mixer_point("fft", 64, 32, 1, "float32", "forward", "cpu")
+PEAKS = {"peak_bandwidth_gbps": 10.0, "peak_tflops": {"float32": 0.1}}
+
+
+def record(round_, samples, status="ok", error="", reps=None, **row):
+    ordered = sorted(samples)
+    median = ordered[len(ordered) // 2] if ordered else None
+    return {"round": round_, "device_index": 0, "samples": ordered,
+            "row": {"status": status, "error": error, "time_ms": median, "reps": reps or len(ordered),
+                    "peak_mem_mb": row.get("peak_mem_mb", 1.0), "load_avg": row.get("load_avg", 0.5),
+                    "source_hash": "abc", **row}}
+
+
+def test_weighted_quantile_is_the_first_value_reaching_the_share():
+    values = [(3.0, 1.0), (1.0, 1.0), (2.0, 2.0)]
+    assert runner.weighted_quantile(values, 0.5) == 2.0  # weights 1 (1.0), 2 (2.0), 1 (3.0): half reached at 2.0
+    assert runner.weighted_quantile(values, 0.2) == 1.0
+    assert runner.weighted_quantile(values, 1.0) == 3.0
+
+
+def test_two_rounds_pool_their_samples_and_keep_the_round_medians_as_the_spread():
+    fast = record(1, [1.0, 1.0, 1.1, 1.2, 1.0])
+    slow = record(2, [2.0, 2.1, 2.0, 2.2, 2.0, 2.1, 2.0])
+    row = runner.combine_rounds(POINT, [slow, fast], 2, PEAKS)
+    assert row["status"] == "ok" and row["rounds"] == 2 and row["reps"] == 12
+    assert row["time_ms_lo"] == fast["row"]["time_ms"] and row["time_ms_hi"] == slow["row"]["time_ms"]
+    assert row["time_ms"] == 2.0  # 12 calls, 5 near 1 ms and 7 near 2 ms: the median call took 2 ms
+    assert row["time_ms_p20"] == 1.0 and row["time_ms_p80"] == 2.1
+    assert row["tokens_per_s"] == pytest.approx(64 / 2.0e-3)  # rates follow the pooled median
+
+
+def test_a_round_summarised_by_its_order_statistics_weighs_as_many_calls_as_it_timed():
+    few = record(1, [1.0, 1.0, 1.0])  # 3 calls
+    many = record(2, [5.0, 5.0, 5.0], reps=300)  # 300 calls, summarised by 3 order statistics
+    assert runner.combine_rounds(POINT, [few, many], 2, PEAKS)["time_ms"] == 5.0
+
+
+def test_a_failed_round_fails_the_point_and_names_the_round():
+    row = runner.combine_rounds(POINT, [record(1, [1.0, 1.1]), record(2, [], status="timeout", error="no result")],
+                                2, PEAKS)
+    assert row["status"] == "timeout" and row["error"] == "round 2 of 2: no result"
+    assert row["rounds"] == 2 and row["time_ms"] == record(1, [1.0, 1.1])["row"]["time_ms"]
+
+
+def test_a_point_refused_in_its_first_round_says_so_without_a_round_number():
+    row = runner.combine_rounds(POINT, [record(1, [], status="unsupported", error="needs powers of two")], 2, PEAKS)
+    assert row["status"] == "unsupported" and row["error"] == "needs powers of two" and row["rounds"] == 1
+
+
+def test_memory_and_load_take_the_worst_round():
+    row = runner.combine_rounds(POINT, [record(1, [1.0], peak_mem_mb=3.0, load_avg=0.1),
+                                        record(2, [1.0], peak_mem_mb=2.0, load_avg=4.0)], 2, PEAKS)
+    assert row["peak_mem_mb"] == 3.0 and row["load_avg"] == 4.0
