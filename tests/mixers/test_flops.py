@@ -14,6 +14,9 @@ from torch.utils.flop_counter import FlopCounterMode
 import mixers
 
 CANDIDATE_SHAPES = [(64, 64), (64, 128), (32, 64)]  # large enough that elementwise work stays small
+# FFT convolutions or an elementwise scan, which the counter cannot see, are over 10% of these mixers'
+# FLOPs; tests/mixers/test_new_mixers.py compares their matrix products with the counter exactly.
+MATMUL_PART_ONLY = {"hyena", "mamba"}
 CASES = [(name, {}) for name in mixers.available()] + [("dct", {"method": "matmul"}), ("dct", {"method": "fft"})]
 
 
@@ -29,13 +32,16 @@ def counted_flops(name, seq_len, dim, batch, **options):
 @pytest.mark.parametrize("name, options", CASES, ids=lambda case: str(case) if isinstance(case, str) else
                          ",".join(f"{k}={v}" for k, v in case.items()) or "default")
 def test_analytic_flops_match_the_counter(name, options):
+    if name in MATMUL_PART_ONLY:
+        pytest.skip(f"{name}: work the counter cannot see is over 10% of its FLOPs; "
+                    "test_new_mixers.py compares its matrix products with the counter")
     cls = mixers.get(name)
     seq_len, dim = next((n, d) for n, d in CANDIDATE_SHAPES if cls.supports(n, d, **options))
     batch = 3
     counted = counted_flops(name, seq_len, dim, batch, **options)
     if counted == 0:
-        pytest.skip(f"{name}{' ' + str(options) if options else ''}: FlopCounterMode counts no FFTs, "
-                    "so it sees nothing to compare")
+        pytest.skip(f"{name}{' ' + str(options) if options else ''}: FlopCounterMode counts no FFTs "
+                    "(nor pooling), so it sees nothing to compare")
     analytic = cls.flops(seq_len, dim, batch, **options)
     assert counted <= analytic <= 1.10 * counted, (counted, analytic)
 

@@ -1,0 +1,52 @@
+"""Linear attention (Katharopoulos et al., "Transformers are RNNs: Fast Autoregressive Transformers with
+Linear Attention", arXiv 2006.16236, eq. 6): per head, out_h = φ(Q_h)(φ(K_h)ᵀV_h) / (φ(Q_h)(φ(K_h)ᵀ1))
+with φ(x) = elu(x) + 1, then the output projection; the fused QKV and output projections and the
+head layout are `attention`'s (`mixers/attention.py`), head size 64 by default (`head_dim=`).
+
+Non-causal (an encoder's), so φ(K)ᵀV (h_d × h_d per head) is summed over the whole sequence once:
+O(n·d·h_d) instead of attention's O(n²·d). φ(K) is divided by n before both sums, which leaves the
+ratio unchanged but keeps the sums of n positive terms within float16's range at long lengths.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+import mixers
+from mixers import _spectral
+from mixers.attention import Attention
+
+
+def feature_map(x):
+    """φ(x) = elu(x) + 1, positive everywhere."""
+    return F.elu(x) + 1
+
+
+@mixers.register("linear-attention")
+class LinearAttention(Attention):
+    """Multi-head linear attention φ(Q)(φ(K)ᵀV) / (φ(Q)φ(K)ᵀ1), φ = elu + 1, with attention's projections."""
+
+    @classmethod
+    def flops(cls, seq_len, dim, batch=1, head_dim=64, **options):
+        return batch * (cls.matmul_flops(seq_len, dim, head_dim) + cls.elementwise_flops(seq_len, dim))
+
+    @classmethod
+    def matmul_flops(cls, seq_len, dim, head_dim=64):
+        """The projections, and per head φ(K)ᵀV, φ(Q)·(φ(K)ᵀV) and the normaliser φ(Q)·Σφ(K) (a matvec)."""
+        heads = dim // head_dim
+        projections = _spectral.matmul_flops(seq_len, dim, 3 * dim) + _spectral.matmul_flops(seq_len, dim, dim)
+        per_head = (2 * _spectral.matmul_flops(seq_len, head_dim, head_dim)
+                    + _spectral.matmul_flops(seq_len, head_dim, 1))
+        return projections + heads * per_head
+
+    @classmethod
+    def elementwise_flops(cls, seq_len, dim):
+        # bias adds 4·n·d; φ on Q and K (elu's exp and subtract, the +1: 3 each); K/n; Σ_n φ(K); the divide
+        return seq_len * dim * (4 + 2 * 3 + 1 + 1 + 1)
+
+    def attend(self, q, k, v):
+        """φ(q)(φ(k)ᵀv) / (φ(q)·Σ_n φ(k)) per head; q, k, v are (…, heads, n, head_dim)."""
+        q, k = feature_map(q), feature_map(k) * (1 / k.shape[-2])
+        kv = k.transpose(-2, -1) @ v  # (…, heads, head_dim, head_dim)
+        normaliser = q @ k.sum(dim=-2).unsqueeze(-1)  # (…, heads, n, 1)
+        return (q @ kv) / normaliser

@@ -1,0 +1,51 @@
+"""PoolFormer's token mixer (Yu et al., "MetaFormer Is Actually What You Need for Vision", arXiv
+2111.11418): out[t] = mean(X[t-p … t+p] ∩ [0, n)) − X[t], an average over a window of w = 2p + 1
+tokens (stride 1, padding p, padding not counted: count_include_pad=False) minus the input, as the
+paper's pooling written for a sequence instead of an image. No parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+import mixers
+
+
+def window_terms(seq_len: int, window: int) -> int:
+    """Σ_t (tokens inside token t's window): a window loses max(0, p − t) at the start, as many at the end."""
+    pad = window // 2
+    cut = min(seq_len, pad)
+    lost_per_end = cut * pad - cut * (cut - 1) // 2  # Σ_{t < cut} (p − t)
+    return seq_len * window - 2 * lost_per_end
+
+
+@mixers.register("pool")
+class Pool(mixers.TokenMixer):
+    """PoolFormer: average over a window of tokens (padding not counted), minus the input."""
+
+    constraints = "window odd (default 3)"
+
+    def __init__(self, seq_len, dim, window=3):
+        super().__init__(seq_len, dim)
+        self.window = window
+
+    def extra_repr(self):
+        return f"{super().extra_repr()}, window={self.window}"
+
+    @classmethod
+    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", window=3, **options):
+        support = super().supports(seq_len, dim, dtype, device, **options)
+        # an even window with padding window//2 on both sides would return seq_len + 1 tokens
+        if support and not (isinstance(window, int) and window >= 1 and window % 2 == 1):
+            return mixers.Support(False, f"pool needs an odd window ≥ 1, got window={window!r}")
+        return support
+
+    @classmethod
+    def flops(cls, seq_len, dim, batch=1, window=3, **options):
+        # per output: (terms − 1) adds, one divide, one subtract
+        return batch * dim * (window_terms(seq_len, window) + seq_len)
+
+    def forward(self, x):
+        pooled = F.avg_pool1d(x.transpose(1, 2), self.window, 1, self.window // 2, count_include_pad=False)
+        return pooled.transpose(1, 2) - x
