@@ -140,10 +140,10 @@ PRESETS: dict[str, tuple[str, Axes]] = {
                   timeout_s=120.0, mixer_filter="nlogn")),
     "encoder": ("the mixer's share of a model on CPU: attention, fft, linear, dft-matrix, mlp-mixer and "
                 "fft+attention:2 at mixer, block and encoder scope; the tiny shape (2 layers, d=128, ffn 512), "
-                "vocabulary 32000, lengths 128-2048, batch 4, float32, forward and train",
+                "vocabulary 8192, lengths 128-2048, batch 2, float32, forward and train",
                 Axes(mixers=("attention", "fft", "linear", "dft-matrix", "mlp-mixer", "fft+attention:2"),
-                     seq_lens=(128, 256, 512, 1024, 2048), batches=(4,), dtypes=("float32",),
-                     scopes=SCOPES, model="tiny", budget_s=0.15, min_reps=3, timeout_s=120.0)),
+                     seq_lens=(128, 256, 512, 1024, 2048), batches=(2,), dtypes=("float32",), vocab=8192,
+                     scopes=SCOPES, model="tiny", budget_s=0.1, min_reps=3, timeout_s=120.0)),
     "fnet-paper": ("the FNet paper's speed table: BERT-Base shape (12 layers, d=768, ffn 3072), vocabulary 32000, "
                    "8 sequences per batch, 512 tokens and the LRA lengths up to 8192, bfloat16 and float32, "
                    "forward and train, the paper's layouts at all three scopes",
@@ -333,6 +333,11 @@ QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
                         task_seq_lens=(("mqar", (256,)), ("listops", (2000,)), ("majority", (512,))),
                         dims=(64, 128, 256), batch=64, steps=4000, lrs=(1e-3, 3e-3), seeds=(0, 1, 2),
                         dtype="bfloat16", timeout_s=1800.0)),
+    "gpu-campaign": ("the GPU preset cut to fit a 30-minute lease: MQAR at 256 tokens and ListOps at 1000, d=128, "
+                     "1500 steps of batch 64, lr 1e-3, seeds 0 and 1 (scripts/gpu_campaign.sh)",
+                     QualityAxes(tasks=("mqar", "listops"), task_seq_lens=(("mqar", (256,)), ("listops", (1000,))),
+                                 dims=(128,), batch=64, steps=1500, lrs=(1e-3,), seeds=(0, 1), dtype="bfloat16",
+                                 timeout_s=900.0)),
 }
 
 

@@ -492,23 +492,33 @@ def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progr
     scheduler = Scheduler(slots, start, axes.timeout_s, lambda point: ("point", point.as_dict(), peaks), failed,
                           record, skip=lambda unit, point: point.key in book.final, progress=progress,
                           total=total_rounds)
-    try:
+    def finish(env: dict) -> None:
+        gpu_after, _ = environment.gpu_state() if device == "cuda" else (None, None)
+        env.update(gpu_after=gpu_after, finished_at=None if "interrupted" in env else now())
+
+    with _session(folder, env, scheduler, folder.results, finish, progress):
         if todo:
             _calibrate(scheduler, folder, env, todo, peaks, units[0].round)
         folder.write_env(env)
         scheduler.run(units)
+    return report
+
+
+@contextmanager
+def _session(folder: RunFolder, env: dict, scheduler: Scheduler, table, finish: Callable, progress):
+    """Run the body; on a signal record the interruption in env.json; always stop the workers and save env.json."""
+    try:
+        yield
     except (Interrupted, KeyboardInterrupt) as exc:
         env["interrupted"] = {"signal": str(exc) if isinstance(exc, Interrupted) else "SIGINT", "at": now(),
-                              "rows": len(folder.rows())}
+                              "rows": len(table.rows())}
         raise
     finally:
         scheduler.close()
-        gpu_after, _ = environment.gpu_state() if device == "cuda" else (None, None)
-        env.update(gpu_after=gpu_after, finished_at=None if "interrupted" in env else now())
+        finish(env)
         folder.write_env(env)
         if progress:
             progress(scheduler.done, scheduler.total, None, 0.0)
-    return report
 
 
 def _timing_units(todo: list[Point], book: _Rounds) -> list[Unit]:
@@ -600,16 +610,9 @@ def _train_locked(folder: RunFolder, runs, device, timeout_s, preset, progress, 
 
     scheduler = Scheduler(slots, start, timeout_s, lambda run: ("train", run.as_dict()), failed, record,
                           progress=progress, total=len(todo))
-    try:
-        scheduler.run([Unit(1, [run], cut=False) for run in todo])
-    except (Interrupted, KeyboardInterrupt) as exc:
-        env["interrupted"] = {"signal": str(exc) if isinstance(exc, Interrupted) else "SIGINT", "at": now(),
-                              "rows": len(folder.quality.rows())}
-        raise
-    finally:
-        scheduler.close()
+    def finish(env: dict) -> None:
         env["quality"]["finished_at"] = None if "interrupted" in env else now()
-        folder.write_env(env)
-        if progress:
-            progress(scheduler.done, scheduler.total, None, 0.0)
+
+    with _session(folder, env, scheduler, folder.quality, finish, progress):
+        scheduler.run([Unit(1, [run], cut=False) for run in todo])
     return report

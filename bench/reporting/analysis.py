@@ -393,7 +393,7 @@ def write_tables(run_dir) -> list[Path]:
     run_dir = Path(run_dir)
     table = load_results(run_dir)
     tables = {}
-    if len(table):
+    if (run_dir / "results.csv").exists():
         tables.update({"pareto.csv": pareto_front(table), "scaling.csv": scaling_exponents(table),
                        "crossovers.csv": crossovers(table), "winners.csv": winners(table)})
     best = quality.best_runs(quality.load_quality(run_dir))

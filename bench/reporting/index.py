@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.reporting import analysis
+from bench.reporting import analysis, quality
 
 HEADER = """# Committed runs
 
@@ -18,9 +18,9 @@ hand. Each folder's `report.html` opens from disk and holds every plot, table an
 
 
 def run_folders(results_dir: Path) -> list[Path]:
-    """Folders under `results_dir` (one level) that hold a results.csv and an env.json."""
-    return sorted(p for p in results_dir.iterdir()
-                  if p.is_dir() and (p / "results.csv").is_file() and (p / "env.json").is_file())
+    """Folders under `results_dir` (one level) that hold a results.csv or a quality.csv, and an env.json."""
+    return sorted(p for p in results_dir.iterdir() if p.is_dir() and (p / "env.json").is_file()
+                  and ((p / "results.csv").is_file() or (p / "quality.csv").is_file()))
 
 
 def _describe(run_dir: Path) -> str:
@@ -33,19 +33,27 @@ def _describe(run_dir: Path) -> str:
         where += f" (driver {gpu.get('driver')}, CUDA {env.get('cuda')})"
     counts = table["status"].value_counts()
     statuses = ", ".join(f"{counts[s]} {s}" for s in analysis.STATUSES if s in counts)
-    lines = [
-        f"## [{run_dir.name}]({run_dir.name}/report.html)",
-        "",
-        f"- {where}; torch {env.get('torch', '?')}; preset `{env.get('preset') or 'custom'}`",
-        f"- {len(table)} points ({statuses}); mixers: {', '.join(sorted(table['mixer'].unique()))}",
-        f"- lengths {', '.join(analysis.format_seq_len(n) for n in sorted(table['seq_len'].unique()))}; "
-        f"dtypes {', '.join(sorted(table['dtype'].unique()))}; modes {', '.join(sorted(table['mode'].unique()))}",
+    lines = [f"## [{run_dir.name}]({run_dir.name}/report.html)", "",
+             f"- {where}; torch {env.get('torch', '?')}; preset `{env.get('preset') or 'custom'}`"]
+    if len(table):
+        scopes = ", ".join(sorted(table["scope"].unique()))
+        lines += [
+            f"- {len(table)} points ({statuses}); scopes: {scopes}; mixers: {', '.join(sorted(table['mixer'].unique()))}",
+            f"- lengths {', '.join(analysis.format_seq_len(n) for n in sorted(table['seq_len'].unique()))}; "
+            f"dtypes {', '.join(sorted(table['dtype'].unique()))}; modes {', '.join(sorted(table['mode'].unique()))}",
+        ]
+    runs = quality.load_quality(run_dir)
+    if len(runs):
+        lines.append(f"- {len(runs)} training runs ({int((runs['status'] == 'ok').sum())} ok) on tasks "
+                     f"{', '.join(sorted(runs['task'].unique()))}")
+    lines += [
         f"- measured {env.get('started_at', '?')} to {env.get('finished_at', '?')} at commit "
         f"`{(env.get('git_commit') or '?')[:10]}`{' (dirty)' if env.get('git_dirty') else ''}",
         f"- command: `{env.get('command', '?')}`",
         "",
     ]
-    lines += [f"> {sentence}" + "\n>" for sentence in analysis.summary(table)]
+    sentences = quality.summary(quality.best_runs(runs)) + analysis.summary(table)
+    lines += [f"> {sentence}" + "\n>" for sentence in sentences]
     return "\n".join(lines).rstrip(">\n") + "\n"
 
 

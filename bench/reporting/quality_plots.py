@@ -23,6 +23,15 @@ def slug(task: str, seq_len) -> str:
 
 
 def frontier_plot(best: pd.DataFrame, task: str, seq_len, device_name: str, path: Path) -> Path | None:
+    """Draw `frontier_figure` into `path`; None where there is nothing to draw."""
+    fig = frontier_figure(best, task, seq_len, device_name)
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=style.DPI)
+    return path
+
+
+def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str):
     """Accuracy against step time and against parameters for one task; None where no layout learned it."""
     rows = best[(best["task"] == task) & (best["seq_len"] == seq_len)]
     if rows.empty or not quality.learned(rows).any():
@@ -39,7 +48,7 @@ def frontier_plot(best: pd.DataFrame, task: str, seq_len, device_name: str, path
             high = line["accuracy_max"].to_numpy(float) - y
             mine = style.mixer_style(layout)
             handles[layout] = ax.errorbar(x, y, yerr=[low, high], linewidth=1.4, markersize=6, capsize=2,
-                                          label=layout, color=mine["color"], marker=mine["marker"])[0]
+                                          label=layout, color=mine["color"], marker=mine["marker"])
         baseline = float(rows["baseline"].iloc[0])
         ax.axhline(baseline, color="0.35", linestyle="--", linewidth=1)
         ax.set_xscale("log")
@@ -62,8 +71,7 @@ def frontier_plot(best: pd.DataFrame, task: str, seq_len, device_name: str, path
     height = fig.get_size_inches()[1]
     fig.suptitle(f"Speed–accuracy frontier: {task}, {int(seq_len)} tokens\n{device_name}", fontsize=11,
                  y=1 - 0.1 / height, va="top")
-    fig.savefig(path, dpi=style.DPI)
-    return path
+    return fig
 
 
 def draw(run_dir: Path, out: Path) -> list[Path]:

@@ -146,8 +146,8 @@ def claims(table: pd.DataFrame, env: dict) -> pd.DataFrame:
                 row[f"ours_vs_{suffix}"] = ours
                 # a GPU claim is judged on whatever this run measured (the note says where); a TPU claim never
                 row[f"verdict_vs_{suffix}"] = _verdict(ours, claim.ratio, claim.paper_device != "TPU")
-            if claim.paper_device != device:
-                row["note"] = f"a {claim.paper_device} claim; this run is on a {device}"
+            if claim.paper_device == "TPU":
+                row["note"] = f"a TPU claim; this run is on a {device}"
             elif device == "CPU":
                 row["note"] = "the paper's figure is a GPU figure; this is a CPU run"
             rows.append(row)

@@ -20,6 +20,23 @@ BAD_INPUT = [
     (["sweep", "--device", "tpu"], "unknown device 'tpu'"),
     (["sweep", "--dtypes", "bf16", "--device", "cpu"], "bfloat16 cannot run on cpu"),
     (["sweep", "--frobnicate"], "unrecognized arguments"),
+    (["sweep", "--scope", "model"], "unknown scope 'model'"),
+    (["sweep", "--model", "huge"], "unknown model 'huge'"),
+    (["sweep", "--model", "base", "--dims", "512"], "--model base sets the width"),
+    (["sweep", "--mixers", "fft+"], "malformed layout 'fft+'"),
+    (["sweep", "--mixers", "fft+nosuch:2"], "unknown mixer 'nosuch'"),
+    (["sweep", "--mixers", "fft+attention:13", "--scope", "encoder"], "the last 13 layers, but the encoder has 12"),
+    (["sweep", "--rounds", "0"], "--rounds takes positive integers"),
+    (["sweep", "--workers", "0"], "--workers takes positive integers"),
+    (["sweep", "--norm", "middle"], "unknown norm 'middle'"),
+    (["sweep", "--vocab", "-1"], "--vocab takes non-negative integers"),
+    (["sweep", "--devices", "0"], "--devices names GPUs"),
+    (["quality", "--tasks", "nosuchtask"], "unknown task 'nosuchtask'"),
+    (["quality", "--mixers", "attention+fft:3"], "the last 3 layers, but the model has 2"),
+    (["quality", "--lrs", "fast"], "--lrs takes positive numbers"),
+    (["quality", "--steps", "0"], "--steps takes positive integers"),
+    (["quality", "--preset", "paper"], "unknown preset 'paper' for quality"),
+    (["quality", "--tasks", "mqar", "--seq-lens", "4"], "task mqar cannot run at --seq-lens 4"),
     (["launch"], "invalid choice"),
 ]
 
@@ -28,7 +45,7 @@ BAD_INPUT = [
 def test_bad_input_is_one_line_exit_2_and_nothing_written(argv, message, tmp_path, capsys):
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as info:
-        raise SystemExit(cli.main([*argv, *(["--out", str(out)] if argv[0] == "sweep" else [])]))
+        raise SystemExit(cli.main([*argv, *(["--out", str(out)] if argv[0] in ("sweep", "quality") else [])]))
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert message in err
