@@ -1,0 +1,145 @@
+"""listops: LRA's ListOps generator and evaluator, checked against hand-worked expressions,
+numpy's median, and a direct transcription of LRA's rejection sampler."""
+
+import itertools
+import random
+
+import numpy as np
+import pytest
+
+from bench import tasks
+from bench.tasks import listops
+
+
+@pytest.mark.parametrize("expression, value", [
+    ("[MAX 2 9 [MIN 4 7 ] 0 ]", 9),  # LRA's example
+    ("[MIN 3 1 4 ]", 1),
+    ("[MAX 0 0 ]", 0),
+    ("[MED 5 1 3 ]", 3),
+    ("[MED 1 2 ]", 1),  # int(np.median([1, 2])) = int(1.5)
+    ("[MED 3 9 ]", 6),
+    ("[MED 1 2 3 4 ]", 2),  # int(2.5)
+    ("[MED 9 8 ]", 8),  # int(8.5)
+    ("[SM 9 9 ]", 8),
+    ("[SM 5 5 ]", 0),
+    ("[SM [MIN 3 4 ] [MAX 1 7 ] 9 ]", 9),  # 3 + 7 + 9 = 19
+    ("[MED [SM 9 9 ] 0 [MAX 2 3 ] 7 ]", 5),  # median of 8 0 3 7 = int(5.0)
+    ("[MIN [MAX [MED 1 2 3 ] [SM 4 4 ] ] 6 ]", 6),  # min(max(2, 8), 6)
+    ("[SM [SM [SM 9 9 ] 9 ] 9 ]", 6),  # 18 -> 8; 8 + 9 = 17 -> 7; 7 + 9 = 16 -> 6
+])
+def test_evaluate_hand_worked_expressions(expression, value):
+    assert listops.evaluate(expression.split()) == value
+    assert listops.evaluate(expression.split() + [listops.PAD] * 3) == value  # trailing padding
+
+
+@pytest.mark.parametrize("expression", ["[MIN 1 2", "1 2 ]", "[MAX ]", "[MIN 1 2 ] 3", "[MIN 1 x ]", "", "[AVG 1 2 ]"])
+def test_evaluate_refuses_malformed_expressions(expression):
+    with pytest.raises(ValueError):
+        listops.evaluate(expression.split())
+
+
+def test_med_is_lras_int_numpy_median_and_sm_is_the_sum_mod_10():
+    rng = random.Random(0)
+    lists = [list(args) for length in (1, 2, 3) for args in itertools.product(range(10), repeat=length)]
+    lists += [[rng.randrange(10) for _ in range(rng.randint(4, 12))] for _ in range(2000)]
+    for args in lists:
+        assert listops.reduce("[MED", args) == int(np.median(args)), args
+        assert listops.reduce("[SM", args) == int(np.sum(args)) % 10
+        assert listops.reduce("[MIN", args) == min(args) and listops.reduce("[MAX", args) == max(args)
+
+
+def test_defaults_and_vocabulary():
+    task = tasks.build("listops")
+    assert task.seq_len == 128 and not task.per_position and task.num_classes == 10
+    assert task.options == {"max_depth": 6, "max_args": 10, "min_length": 32}
+    assert task.vocab == ["<pad>", *"0123456789", "[MIN", "[MAX", "[MED", "[SM", "]"]
+    assert tasks.build("listops", 2000).options == {"max_depth": 10, "max_args": 10, "min_length": 500}  # LRA's
+    assert tasks.build("listops", 1024).options["max_depth"] == 8
+
+
+@pytest.mark.parametrize("seq_len, options", [(128, {}), (32, {}), (64, {"max_depth": 3, "max_args": 4}),
+                                              (48, {"min_length": 40}), (512, {})])
+def test_invariants(invariants, seq_len, options):
+    task = tasks.build("listops", seq_len, **options)
+    invariants["listops"](task, *task.batch(64, 0))
+
+
+def lra_expression(rng, max_depth, max_args):
+    """LRA's generate_tree transcribed to token lists (root drawn like any node), with its value."""
+    def node(depth):
+        if depth >= max_depth or rng.random() > listops.VALUE_P:
+            digit = rng.randrange(10)
+            return [str(digit)], digit
+        tokens, values = [], []
+        for _ in range(rng.randint(2, max_args)):
+            child_tokens, child_value = node(depth + 1)
+            tokens += child_tokens
+            values.append(child_value)
+        operator = rng.choice(listops.OPERATORS)
+        return [operator, *tokens, listops.END], listops.reduce(operator, values)
+    return node(1)
+
+
+def test_kept_expressions_are_distributed_as_lras():
+    # LRA draws the root like any node and rejects by length; we force an operator root and stop
+    # an expression once it outgrows seq_len: the kept ones must be distributed alike
+    seq_len, min_length, max_depth, max_args, examples = 40, 10, 5, 6, 2000
+    rng = random.Random(0)
+    reference = []
+    while len(reference) < examples:
+        tokens, value = lra_expression(rng, max_depth, max_args)
+        if min_length <= len(tokens) <= seq_len:
+            reference.append((len(tokens), value))
+    task = tasks.build("listops", seq_len, max_depth=max_depth, max_args=max_args, min_length=min_length)
+    inputs, targets, _ = task.batch(examples, 7)
+    lengths = (inputs != 0).sum(dim=1).numpy()
+    ref_lengths = np.array([length for length, _ in reference])
+    standard_error = np.sqrt(2 * ref_lengths.var() / examples)
+    assert abs(lengths.mean() - ref_lengths.mean()) < 4 * standard_error
+    grid = np.arange(seq_len + 1)
+    cdf_gap = np.abs((lengths[:, None] <= grid).mean(0) - (ref_lengths[:, None] <= grid).mean(0)).max()
+    assert cdf_gap < 0.06  # two-sample Kolmogorov-Smirnov: the 1% critical value at n = 2000 is 0.052
+    ours = np.bincount(targets.numpy(), minlength=10) / examples
+    theirs = np.bincount([value for _, value in reference], minlength=10) / examples
+    assert np.abs(ours - theirs).max() < 0.04
+
+
+def test_baseline_is_the_majority_share_of_an_independent_sample():
+    task = tasks.build("listops", 64)
+    targets = np.concatenate([task.batch(512, tasks.split_seed("test", index))[1].numpy() for index in range(4)])
+    shares = np.bincount(targets, minlength=10) / len(targets)
+    assert abs(task.baseline - shares.max()) < 0.03
+    assert (shares > 0).all(), "every value occurs"
+    assert tasks.build("listops", 64).baseline == task.baseline  # cached, the same number
+
+
+@pytest.mark.parametrize("seq_len, options, words", [
+    (3, {}, ["seq_len=3", ">= 4"]),
+    (128, {"max_depth": 2, "max_args": 5}, ["at most 7 tokens", "min_length=32"]),
+    (128, {"min_length": 129}, ["min_length=129", "[4, 128]"]),
+    (128, {"max_args": 1}, ["max_args=1", ">= 2"]),
+    (128, {"max_depth": 1}, ["max_depth=1", "[2, 64]"]),
+    (128, {"max_depth": "6"}, ["max_depth", "integer"]),
+])
+def test_bad_options_are_one_line(seq_len, options, words):
+    support = tasks.get("listops").supports(seq_len, **options)
+    assert not support
+    with pytest.raises(tasks.TaskOptionError) as error:
+        tasks.build("listops", seq_len, **options)
+    message = str(error.value)
+    assert message == support.reason and "\n" not in message and message.startswith("listops: ")
+    assert all(word in message for word in words), message
+
+
+def test_options_that_almost_never_reach_the_length_range_are_refused_when_drawing():
+    # depth 4 with 5 arguments can reach 187 tokens, but almost never 64
+    task = tasks.build("listops", 256, max_depth=4, max_args=5)
+    with pytest.raises(tasks.TaskOptionError, match="drawn expressions") as error:
+        task.batch(1, 0)
+    assert "\n" not in str(error.value)
+
+
+def test_max_length_is_the_full_tree():
+    assert listops.max_length(2, 5) == 5 + 2  # one operator, five digits
+    assert listops.max_length(3, 2) == 4 + 2 * 3
+    assert listops.max_length(4, 5) == 125 + 2 * 31
