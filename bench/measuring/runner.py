@@ -168,6 +168,12 @@ class Worker:
         self.kill()
 
 
+def wait_local(workers: list[Worker], timeout_s: float) -> list[Worker]:
+    """The workers among `workers` with a message (or a closed pipe) to read, waiting at most `timeout_s`."""
+    by_conn = {worker.conn: worker for worker in workers}
+    return [by_conn[conn] for conn in multiprocessing.connection.wait(list(by_conn), timeout=timeout_s)]
+
+
 # --- scheduling ---------------------------------------------------------------------------------------
 
 @dataclass
@@ -190,8 +196,9 @@ class Scheduler:
 
     def __init__(self, slots: list[Slot], start: Callable[[Slot, int], Worker], timeout_s: float,
                  message: Callable, failed: Callable, record: Callable, skip: Callable | None = None,
-                 progress: Callable | None = None, total: int = 0, done: int = 0):
+                 progress: Callable | None = None, total: int = 0, done: int = 0, wait: Callable | None = None):
         self.slots, self.start, self.timeout_s = slots, start, timeout_s
+        self.wait = wait or wait_local
         self.message, self.failed, self.record = message, failed, record
         self.skip = skip or (lambda unit, item: False)
         self.progress = progress or (lambda done, total, item, eta: None)
@@ -252,10 +259,11 @@ class Scheduler:
                 if not running:
                     continue
                 soonest = min(deadline for _, _, deadline in running.values())
-                conns = {self.workers[position].conn: position for position in running}
-                ready = multiprocessing.connection.wait(list(conns), timeout=max(0.0, soonest - time.monotonic()))
-                for conn in ready:
-                    self._reply(conns[conn], running)
+                busy = {id(self.workers[position]): position for position in running}
+                ready = self.wait([self.workers[position] for position in running],
+                                  max(0.0, soonest - time.monotonic()))
+                for worker in ready:
+                    self._reply(busy[id(worker)], running)
                 for position, (unit, item, deadline) in list(running.items()):
                     if position in running and time.monotonic() >= deadline:
                         self._timeout(position, running)

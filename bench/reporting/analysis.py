@@ -35,7 +35,9 @@ TEXT_COLUMNS = ["mixer", "scope", "norm", "batching", "dtype", "compute_dtype", 
 
 # Below this a peak-memory reading is allocator noise, not the mixer's working set.
 MIN_MEM_MB = 0.01
-# A point whose p80 / p20 time exceeds this is called noisy in the summary.
+# A point is called noisy when its rounds' medians differ by more than this share (hi / lo - 1), or, measured
+# in one round, when the p80 / p20 of its repeats exceeds NOISY_SPREAD.
+NOISY_ROUNDS = 0.25
 NOISY_SPREAD = 2.0
 # A scaling fit uses the upper half of a series' measured lengths, and never fewer than this.
 MIN_FIT_POINTS = 3
@@ -351,7 +353,7 @@ def group_summaries(table: pd.DataFrame, focus_seq_len: int = 512,
     failed = failures(table)
     lost = {_key_text(key): group for key, group in _groups(failed, GROUP_KEYS)}
     ok = ok_rows(table)
-    spread = {_key_text(key): group["time_ms_p80"] / group["time_ms_p20"] for key, group in _groups(ok, GROUP_KEYS)}
+    noisy_points = {_key_text(key): noisy(group) for key, group in _groups(ok, GROUP_KEYS)}
     lines = []
     for key, win in _groups(best, GROUP_KEYS):
         key = dict(zip(GROUP_KEYS, key))
@@ -379,13 +381,27 @@ def group_summaries(table: pd.DataFrame, focus_seq_len: int = 512,
                 notes.append(f"{mixer} {words[status]} from {format_seq_len(hit['first_seq_len'].min())}")
         if notes:
             text += " " + "; ".join(notes) + "."
-        ran = spread.get(_key_text(key.values()))
-        if ran is not None:
-            wide = int((ran > NOISY_SPREAD).sum())
-            if wide:
-                text += f" Noisy: p80/p20 of the repeats exceeds {NOISY_SPREAD:g}× at {wide} of {len(ran)} points."
+        ran = noisy_points.get(_key_text(key.values()))
+        if ran is not None and ran.any():
+            text += f" Noisy: {int(ran.sum())} of {len(ran)} points (see the table of noisy points)."
         lines.append((key, text))
     return lines
+
+
+def noisy(table: pd.DataFrame) -> pd.Series:
+    """True per ok row whose rounds disagree by more than NOISY_ROUNDS (one round: p80/p20 above NOISY_SPREAD)."""
+    several = table["rounds"].fillna(1) > 1
+    between = table["time_ms_hi"] / table["time_ms_lo"] - 1 > NOISY_ROUNDS
+    within = table["time_ms_p80"] / table["time_ms_p20"] > NOISY_SPREAD
+    return (between.where(several, within)).fillna(False).astype(bool)
+
+
+def loaded(table: pd.DataFrame, cpu_count: int | None) -> pd.Series:
+    """True per row measured while the host's 1-minute load average exceeded its cores (plus the half a core
+    that rounding and the harness's own bookkeeping take): other work was competing for the CPU."""
+    if not cpu_count:
+        return pd.Series(False, index=table.index)
+    return (table["load_avg"] > cpu_count + 0.5).fillna(False).astype(bool)
 
 
 def write_tables(run_dir) -> list[Path]:

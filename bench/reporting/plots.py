@@ -122,7 +122,8 @@ def _line_plot(kind: str, rows: pd.DataFrame, key: dict, env: dict, scaling: pd.
         handles += ax.plot(x, values.to_numpy(float)[keep] / scale, label=labels.get(mixer, mixer), linewidth=1.6,
                            markersize=6, **style)
         if kind == "time":
-            low, high = series["time_ms_p20"].to_numpy(float)[keep], series["time_ms_p80"].to_numpy(float)[keep]
+            low, high = time_band(series)
+            low, high = low[keep], high[keep]
             if np.isfinite(low).all() and np.isfinite(high).all():
                 ax.fill_between(x, low, high, color=style["color"], alpha=0.2, linewidth=0)
     if not handles:
@@ -139,11 +140,21 @@ def _line_plot(kind: str, rows: pd.DataFrame, key: dict, env: dict, scaling: pd.
     ax.set_ylabel(label)
     ax.grid(True, which="major", alpha=0.3)
     if kind == "time":
-        ax.text(0.01, 0.99, "band: p20–p80 of the repeats", transform=ax.transAxes, fontsize=7, color="0.4",
-                va="top")
+        rounds = rows["rounds"].max() if "rounds" in rows else 1
+        text = ("band: lowest to highest round median (between processes)" if rounds and rounds > 1
+                else "band: p20–p80 of the repeats (one process)")
+        ax.text(0.01, 0.99, text, transform=ax.transAxes, fontsize=7, color="0.4", va="top")
     legend(fig, handles, title="exponent fitted on the\nlongest lengths" if kind != "throughput" else None)
     _title(fig, kind, key, rows, env)
     return fig
+
+
+def time_band(series: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """The band drawn around a time line: the spread between rounds where there were several, else p20–p80."""
+    several = (series["rounds"].fillna(1) > 1).to_numpy(bool)
+    low = np.where(several, series["time_ms_lo"].to_numpy(float), series["time_ms_p20"].to_numpy(float))
+    high = np.where(several, series["time_ms_hi"].to_numpy(float), series["time_ms_p80"].to_numpy(float))
+    return low, high
 
 
 def representative_lengths(rows: pd.DataFrame, count: int = 4) -> list[int]:

@@ -194,6 +194,14 @@ def _group_section(key: dict, anchor: str, table: pd.DataFrame, sentence: str, i
         ("tflops_median", "median TFLOP/s", "num"), ("gbps_median", "median GB/s", "num")],
         note="100% = the floor max(FLOPs / peak FLOP/s, minimal bytes / peak bandwidth) with the peaks "
              "measured at the start of the run."))
+    ran = analysis.ok_rows(rows)
+    shaky = _in_mixer_order(ran[analysis.noisy(ran)].sort_values("seq_len"))
+    parts.append(_folded("Noisy points", shaky, [
+        ("mixer", "mixer", "text"), ("seq_len", "length", "len"), ("time_ms", "time (ms)", "num"),
+        ("time_ms_lo", "lowest round", "num"), ("time_ms_hi", "highest round", "num"), ("rounds", "rounds", "num"),
+        ("time_ms_p20", "p20", "num"), ("time_ms_p80", "p80", "num"), ("load_avg", "load average", "num")],
+        note=f"Rounds whose medians differ by more than {analysis.NOISY_ROUNDS:.0%} (one round: p80/p20 above "
+             f"{analysis.NOISY_SPREAD:g}×). Compare such points only with care, or measure them again."))
     lost = analysis.failures(rows).sort_values(["status", "mixer", "first_seq_len"])
     parts.append(_folded("Points that did not run", lost, [
         ("mixer", "mixer", "text"), ("status", "status", "text"), ("seq_lens", "lengths", "text"),
@@ -331,6 +339,12 @@ def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "",
     if _on_cpu(table, env):
         out.append('<p class="cpu">Measured on CPU — not GPU numbers. Relative results on a GPU can differ '
                    "completely (tensor cores, FlashAttention, cuFFT).</p>")
+    busy = analysis.loaded(table, env.get("cpu_count"))
+    if busy.any():
+        out.append(f'<p class="warn">{int(busy.sum())} of {len(table)} points were measured on a loaded machine '
+                   f"(1-minute load average above its {env.get('cpu_count')} cores, up to "
+                   f"{table.loc[busy, 'load_avg'].max():.1f}): other work competed for the CPU, and their times may "
+                   "be slow. The load_avg column says which.</p>")
     out.append('<h2 id="answer">The answer</h2>')
     if sentences:
         out.append('<ul class="summary">' + "".join(f"<li>{_lead_bold(s)}</li>" for s in sentences) + "</ul>")

@@ -14,7 +14,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 import mixers
-from bench import plan
+from bench.measuring import plan
 from mixers import mamba as mamba_module
 from mixers import pool as pool_module
 

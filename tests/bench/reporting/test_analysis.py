@@ -157,9 +157,24 @@ def test_summary_flags_noisy_timings():
     rows = table([("fft", 512, 1.0, 1), ("dct", 512, 1.1, 1), ("fft", 1024, 2.0, 1)])
     rows["time_ms_p20"], rows["time_ms_p80"] = rows["time_ms"] * 0.9, rows["time_ms"] * [3.0, 1.1, 1.1]
     (sentence,) = analysis.summary(rows)
-    assert sentence.endswith("Noisy: p80/p20 of the repeats exceeds 2× at 1 of 3 points.")
+    assert sentence.endswith("Noisy: 1 of 3 points (see the table of noisy points).")
     rows["time_ms_p80"] = rows["time_ms"] * 1.1
     assert "Noisy" not in analysis.summary(rows)[0]
+
+
+def test_with_rounds_noise_is_the_disagreement_between_rounds_not_within_one():
+    rows = table([("fft", 512, 1.0, 1), ("dct", 512, 1.1, 1), ("fft", 1024, 2.0, 1)])
+    rows["rounds"] = 2
+    rows["time_ms_p20"], rows["time_ms_p80"] = rows["time_ms"] * 0.5, rows["time_ms"] * 3.0  # wide, but one process
+    rows["time_ms_lo"], rows["time_ms_hi"] = rows["time_ms"] * 0.95, rows["time_ms"] * [1.0, 1.5, 1.1]
+    assert list(analysis.noisy(analysis.prepare(rows))) == [False, True, False]  # dct's rounds differ by 58%
+    assert analysis.summary(rows)[0].endswith("Noisy: 1 of 3 points (see the table of noisy points).")
+
+
+def test_loaded_points_are_those_measured_above_the_cores():
+    rows = analysis.prepare(table([("fft", 512, 1.0, 1), ("dct", 512, 1.1, 1)]).assign(load_avg=[1.9, 3.2]))
+    assert list(analysis.loaded(rows, 2)) == [False, True]
+    assert not analysis.loaded(rows, None).any()
 
 
 # -- roofline, failures, files -------------------------------------------------------------------------
