@@ -33,10 +33,12 @@ test: install
 	$(VPY) -m pytest -q
 
 # The cost frontier (a timing sweep), then the speed-accuracy frontier (training runs) into the same run folder
-# (results/<preset>-<device>); the quality run ends by drawing the report with both.
+# (results/<cpu|gpu>-<device>); the quality run ends by drawing the report with both. On a CPU the quality run
+# is the `quick` preset (minutes); QUALITY_ARGS="--preset cpu" trains the full CPU preset (about an hour).
+QUALITY_PRESET = $(shell $(VPY) -c 'from bench.measuring.plan import resolve_device; 	print("gpu-campaign" if resolve_device("auto") == "cuda" else "quick")' 2>/dev/null)
 bench: install
 	$(VPY) -m bench sweep --no-report $(ARGS)
-	$(VPY) -m bench quality $(QUALITY_ARGS)
+	$(VPY) -m bench quality --preset $(QUALITY_PRESET) $(QUALITY_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

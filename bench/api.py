@@ -197,8 +197,9 @@ def plan_quality(preset: str | None = None, *, tasks=None, mixers_=None, seq_len
             raise PlanError(f"layout {text} puts {layout.top} in the last {layout.top_layers} layers, but the "
                             f"model has {axes.layers} (--layers); K must be at most the layer count")
     for task in axes.tasks:
-        for seq_len in plan.quality_seq_lens(axes, task):
-            support = task_registry.get(task).supports(seq_len)
+        setting = axes.setting(task)
+        for seq_len in setting.seq_lens:
+            support = task_registry.get(task).supports(seq_len, **plan.parse_options(setting.options))
             if not support:
                 raise PlanError(f"task {task} cannot run at --seq-lens {seq_len}: {support.reason}")
     runs = plan.expand_quality(axes, device)
@@ -207,7 +208,8 @@ def plan_quality(preset: str | None = None, *, tasks=None, mixers_=None, seq_len
     count = plan.parse_int(workers, "workers") if workers is not None else (axes.workers or default_workers)
     threads = max(1, cores // count) if device == "cpu" else None
     slots, _ = _workers(device, count if devices is None else None, devices, threads, default_workers)
-    out_path = _check_out(Path(out) if out is not None else default_out(preset, device))
+    # by default beside this device's default sweep, so `make bench` draws both frontiers in one report
+    out_path = _check_out(Path(out) if out is not None else default_out(plan.default_preset(device), device))
     return QualityPlan(preset, device, axes, runs, out_path, slots)
 
 
@@ -215,7 +217,10 @@ def run_quality(quality_plan: QualityPlan, *, progress=None) -> runner.SweepRepo
     """Train a planned quality run into its folder's quality.csv (resuming it)."""
     axes = quality_plan.axes
     settings = {"tasks": list(axes.tasks), "layers": axes.layers, "norm": axes.norm, "shift": axes.shift,
-                "batch": axes.batch, "steps": axes.steps, "lrs": list(axes.lrs), "seeds": list(axes.seeds)}
+                "batch": axes.batch, "lrs": list(axes.lrs), "seeds": list(axes.seeds),
+                "per_task": {task: {"seq_lens": list(s.seq_lens), "dims": list(s.dims), "steps": s.steps,
+                                    "options": s.options}
+                             for task, s in ((task, axes.setting(task)) for task in axes.tasks)}}
     return runner.run_training(quality_plan.runs, quality_plan.device, quality_plan.out, timeout_s=axes.timeout_s,
                                preset=quality_plan.preset, progress=progress, slots=quality_plan.slots,
                                settings=settings)

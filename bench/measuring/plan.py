@@ -299,45 +299,77 @@ def check_layouts(axes: Axes) -> None:
 # --- quality: training runs -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
+class TaskSetting:
+    """How one task is trained in a preset: its lengths, widths, step budget and generator options."""
+
+    seq_lens: tuple[int, ...]
+    dims: tuple[int, ...] = (64,)
+    steps: int = 500
+    options: str = ""  # the task generator's options, "name=value,..." (e.g. "vocab_size=64")
+
+
+@dataclass(frozen=True)
 class QualityAxes:
-    """The axes of a quality run; their product is the list of training runs."""
+    """The axes of a quality run; their product is the list of training runs.
+
+    `seq_lens`, `dims` and `steps`, where given, apply to every task and replace the task settings'.
+    """
 
     tasks: tuple[str, ...] = ("mqar",)
+    settings: tuple[tuple[str, TaskSetting], ...] = ()  # per task
     mixers: tuple[str, ...] = ()  # mixer names or layouts; empty: every registered mixer and FNet-Hybrid
-    seq_lens: tuple[int, ...] = ()  # empty: each task's length from `task_seq_lens`
-    task_seq_lens: tuple[tuple[str, tuple[int, ...]], ...] = ()
-    dims: tuple[int, ...] = (64,)
+    seq_lens: tuple[int, ...] = ()
+    dims: tuple[int, ...] = ()
+    steps: int | None = None
     layers: int = 2
     ffn_ratio: int = 4  # feed-forward width = ffn_ratio x dim
     norm: str = "pre"
     shift: bool = True  # the previous-token shift (bench.models.Encoder), for every layout alike
     batch: int = 32
-    steps: int = 500
     lrs: tuple[float, ...] = (3e-3,)
     seeds: tuple[int, ...] = (0, 1)
     dtype: str = "float32"
     timeout_s: float = 900.0
     workers: int | None = None  # None: 2 on a CPU (one thread each), 1 per GPU
 
+    def setting(self, task: str) -> TaskSetting:
+        """The task's setting with the axes given for every task applied."""
+        found = dict(self.settings).get(task)
+        if found is None and not self.seq_lens:
+            raise PlanError(f"no length for task {task!r} in this preset; give --seq-lens")
+        found = found or TaskSetting(self.seq_lens)
+        return replace(found, seq_lens=self.seq_lens or found.seq_lens, dims=self.dims or found.dims,
+                       steps=self.steps or found.steps)
+
 
 HYBRID = "fft+attention:1"  # FNet-Hybrid's attention-on-top, in a 2-layer model: the last layer
 
 QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
-    "cpu": ("every mixer and FNet-Hybrid on MQAR (64 tokens, 8 pairs) and majority (64 tokens): 2 layers, d=64, "
-            "pre-norm with the previous-token shift, 500 steps of batch 32, lr 3e-3, seeds 0 and 1",
-            QualityAxes(tasks=("mqar", "majority"), task_seq_lens=(("mqar", (64,)), ("majority", (64,)),
-                                                                   ("listops", (128,))))),
+    "cpu": ("every mixer and FNet-Hybrid on MQAR (64 tokens, vocabulary 256, 8 pairs; 800 steps) and majority "
+            "(64 tokens; 300 steps): 2 layers, d=64, pre-norm with the previous-token shift, batch 32, lr 1e-3 "
+            "and 3e-3, seeds 0 and 1; about an hour on 2 cores for all mixers, minutes for a few",
+            QualityAxes(tasks=("mqar", "majority"), lrs=(1e-3, 3e-3),
+                        settings=(("mqar", TaskSetting((64,), (64,), 800)), ("majority", TaskSetting((64,), (64,), 300)),
+                                  ("listops", TaskSetting((128,), (64,), 1500))))),
+    "quick": ("what `make bench` trains, sized to finish in minutes on 2 cores: every mixer and FNet-Hybrid on "
+              "MQAR (32 tokens, vocabulary 64, 8 pairs, d=64, 300 steps) and majority (32 tokens, d=32, 150 steps), "
+              "lr 3e-3, seeds 0 and 1",
+              QualityAxes(tasks=("mqar", "majority"),
+                          settings=(("mqar", TaskSetting((32,), (64,), 300, "vocab_size=64")),
+                                    ("majority", TaskSetting((32,), (32,), 150))))),
     "gpu": ("every mixer and FNet-Hybrid on MQAR at Zoology's sizes and ListOps at LRA's length 2000: 2 layers, "
             "widths 64-256, learning-rate grid, 3 seeds",
             QualityAxes(tasks=("mqar", "listops", "majority"),
-                        task_seq_lens=(("mqar", (256,)), ("listops", (2000,)), ("majority", (512,))),
-                        dims=(64, 128, 256), batch=64, steps=4000, lrs=(1e-3, 3e-3), seeds=(0, 1, 2),
-                        dtype="bfloat16", timeout_s=1800.0)),
+                        settings=(("mqar", TaskSetting((256,), (64, 128, 256), 4000)),
+                                  ("listops", TaskSetting((2000,), (64, 128, 256), 4000)),
+                                  ("majority", TaskSetting((512,), (64, 128, 256), 2000))),
+                        batch=64, lrs=(1e-3, 3e-3), seeds=(0, 1, 2), dtype="bfloat16", timeout_s=1800.0)),
     "gpu-campaign": ("the GPU preset cut to fit a 30-minute lease: MQAR at 256 tokens and ListOps at 1000, d=128, "
                      "1500 steps of batch 64, lr 1e-3, seeds 0 and 1 (scripts/gpu_campaign.sh)",
-                     QualityAxes(tasks=("mqar", "listops"), task_seq_lens=(("mqar", (256,)), ("listops", (1000,))),
-                                 dims=(128,), batch=64, steps=1500, lrs=(1e-3,), seeds=(0, 1), dtype="bfloat16",
-                                 timeout_s=900.0)),
+                     QualityAxes(tasks=("mqar", "listops"),
+                                 settings=(("mqar", TaskSetting((256,), (128,), 1500)),
+                                           ("listops", TaskSetting((1000,), (128,), 1500))),
+                                 batch=64, lrs=(1e-3,), seeds=(0, 1), dtype="bfloat16", timeout_s=900.0)),
 }
 
 
@@ -346,30 +378,40 @@ def default_layouts() -> tuple[str, ...]:
     return (*mixers.available(), HYBRID)
 
 
-def quality_seq_lens(axes: QualityAxes, task: str) -> tuple[int, ...]:
-    if axes.seq_lens:
-        return axes.seq_lens
-    lengths = dict(axes.task_seq_lens).get(task)
-    if not lengths:
-        raise PlanError(f"no length for task {task!r} in this preset; give --seq-lens")
-    return lengths
-
-
 def expand_quality(axes: QualityAxes, device: str) -> list:
     """Every training run of the axes: per task, layout, length, width, rate and seed."""
     from bench.measuring.train import TrainPoint
 
     runs = []
     for task in axes.tasks:
+        setting = axes.setting(task)
         for layout in axes.mixers or default_layouts():
-            for seq_len in quality_seq_lens(axes, task):
-                for dim in axes.dims:
+            for seq_len in setting.seq_lens:
+                for dim in setting.dims:
                     for lr in axes.lrs:
                         for seed in axes.seeds:
-                            runs.append(TrainPoint(task, layout, seq_len, dim, axes.layers, axes.ffn_ratio * dim,
-                                                   axes.norm, axes.shift, axes.batch, axes.steps, lr, seed,
-                                                   axes.dtype, device))
+                            runs.append(TrainPoint(task, setting.options, layout, seq_len, dim, axes.layers,
+                                                   axes.ffn_ratio * dim, axes.norm, axes.shift, axes.batch,
+                                                   setting.steps, lr, seed, axes.dtype, device))
     return runs
+
+
+def parse_options(text: str) -> dict:
+    """'vocab_size=64,power_a=0.01' -> {'vocab_size': 64, 'power_a': 0.01} (numbers where they parse)."""
+    options = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise PlanError(f"task options are name=value pairs separated by commas, got {item!r} in {text!r}")
+        for kind in (int, float):
+            try:
+                options[name.strip()] = kind(value)
+                break
+            except ValueError:
+                continue
+        else:
+            options[name.strip()] = value.strip()
+    return options
 
 
 def parse_floats(values, what: str) -> tuple[float, ...]:

@@ -29,7 +29,7 @@ COLUMNS = [
     "source_hash", "measured_at", "error",
 ]
 QUALITY_COLUMNS = [
-    "task", "layout", "seq_len", "dim", "layers", "ffn", "norm", "shift", "batch", "steps", "lr", "seed", "dtype",
+    "task", "task_options", "layout", "seq_len", "dim", "layers", "ffn", "norm", "shift", "batch", "steps", "lr", "seed", "dtype",
     "device", "device_index", "device_name", "status", "accuracy", "val_accuracy", "train_accuracy", "loss",
     "baseline", "params", "train_s", "step_ms", "tokens_per_s", "threads", "source_hash", "git_commit",
     "measured_at", "error",

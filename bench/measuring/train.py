@@ -37,6 +37,7 @@ class TrainPoint:
     """One training run: a layout on a task at one size, rate, step budget and seed."""
 
     task: str
+    task_options: str  # the generator's options, "name=value,..." ("" for its defaults)
     layout: str
     seq_len: int
     dim: int
@@ -61,12 +62,17 @@ class TrainPoint:
     def label(self) -> str:
         return f"{self.task}: {self.layout} n={self.seq_len} d={self.dim} lr={self.lr:g} seed={self.seed}"
 
+    def build_task(self):
+        from bench.measuring.plan import parse_options
+
+        return tasks.build(self.task, seq_len=self.seq_len, **parse_options(self.task_options))
+
     @classmethod
     def from_row(cls, row: dict) -> "TrainPoint":
         """The run a quality.csv row (strings) describes."""
         values = {}
         for item in fields(cls):
-            text = str(row.get(item.name, ""))
+            text = str(row.get(item.name) or "")
             kind = str(item.type)
             values[item.name] = (int(float(text)) if kind == "int" else float(text) if kind == "float"
                                  else text.lower() in ("true", "1") if kind == "bool" else text)
@@ -129,7 +135,7 @@ def evaluate(model, task, split: str, batches: int, device: str) -> tuple[float,
 def train(point: TrainPoint) -> dict:
     """Train `point`'s model and score it; returns the measured columns of its quality row (raises on failure)."""
     torch.manual_seed(point.seed)
-    task = tasks.build(point.task, seq_len=point.seq_len)
+    task = point.build_task()
     with torch.device(point.device):
         model = build(point, task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=point.lr, betas=BETAS, weight_decay=WEIGHT_DECAY)
@@ -175,7 +181,9 @@ def source_hash(point: TrainPoint) -> str:
 
 def refusal(point: TrainPoint) -> str | None:
     """Why the run cannot happen (a task or mixer that refuses its sizes), or None."""
-    support = tasks.get(point.task).supports(point.seq_len)
+    from bench.measuring.plan import parse_options
+
+    support = tasks.get(point.task).supports(point.seq_len, **parse_options(point.task_options))
     if not support:
         return support.reason
     import mixers
@@ -204,10 +212,10 @@ def train_point(point: TrainPoint, device_name: str) -> dict:
 
     row = base_row(point, device_name)
     try:
-        row["baseline"] = tasks.build(point.task, seq_len=point.seq_len).baseline
         refused = refusal(point)
         if refused:
             return {**row, "status": "unsupported", "error": refused}
+        row["baseline"] = point.build_task().baseline
         return {**row, "status": "ok", **train(point), "error": ""}
     except BaseException as exc:  # noqa: BLE001 - a run's failure is data
         if isinstance(exc, KeyboardInterrupt):

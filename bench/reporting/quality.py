@@ -21,10 +21,10 @@ import numpy as np
 import pandas as pd
 
 LEARNED_MARGIN = 0.10  # absolute accuracy above the baseline
-SIZE_KEYS = ["task", "layout", "seq_len", "dim", "layers", "ffn", "norm", "shift", "batch", "steps", "dtype", "device"]
+SIZE_KEYS = ["task", "task_options", "layout", "seq_len", "dim", "layers", "ffn", "norm", "shift", "batch", "steps", "dtype", "device"]
 NUMERIC = ["seq_len", "dim", "layers", "ffn", "batch", "steps", "lr", "seed", "accuracy", "val_accuracy",
            "train_accuracy", "loss", "baseline", "params", "train_s", "step_ms", "tokens_per_s", "threads"]
-TEXT = ["task", "layout", "norm", "shift", "dtype", "device", "device_name", "status", "source_hash", "error"]
+TEXT = ["task", "task_options", "layout", "norm", "shift", "dtype", "device", "device_name", "status", "source_hash", "error"]
 
 
 def load_quality(run_dir) -> pd.DataFrame:
