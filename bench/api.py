@@ -217,9 +217,9 @@ def run_quality(quality_plan: QualityPlan, *, progress=None) -> runner.SweepRepo
     """Train a planned quality run into its folder's quality.csv (resuming it)."""
     axes = quality_plan.axes
     settings = {"tasks": list(axes.tasks), "layers": axes.layers, "norm": axes.norm, "shift": axes.shift,
-                "batch": axes.batch, "lrs": list(axes.lrs), "seeds": list(axes.seeds),
+                "lrs": list(axes.lrs), "seeds": list(axes.seeds),
                 "per_task": {task: {"seq_lens": list(s.seq_lens), "dims": list(s.dims), "steps": s.steps,
-                                    "options": s.options}
+                                    "batch": s.batch, "options": s.options}
                              for task, s in ((task, axes.setting(task)) for task in axes.tasks)}}
     return runner.run_training(quality_plan.runs, quality_plan.device, quality_plan.out, timeout_s=axes.timeout_s,
                                preset=quality_plan.preset, progress=progress, slots=quality_plan.slots,

@@ -276,8 +276,8 @@ def _quality_section(best: pd.DataFrame, env: dict, images: list[Path]) -> str:
     parts = ['<h2 id="quality">What each mixer learns: the speed–accuracy frontier</h2>',
              f'<p class="note">Each layout is trained as a small encoder ({_e(settings.get("layers", "?"))} layers, '
              f'{_e(settings.get("norm", "?"))}-norm, previous-token shift '
-             f'{"on" if settings.get("shift") else "off"} for every layout) with batch {_e(settings.get("batch", "?"))} '
-             f"for the steps each task's table gives; the learning rate with the best validation accuracy "
+             f'{"on" if settings.get("shift") else "off"} for every layout) for the steps and batch each '
+             f"task's table gives; the learning rate with the best validation accuracy "
              "is kept and its test accuracy reported, as the mean over seeds with their lowest and highest. "
              "Step time is the median training step, measured with "
              f"{_e(settings.get('workers', '?'))} worker(s) of {_e(settings.get('threads_per_worker') or 'all')} "
@@ -296,7 +296,8 @@ def _quality_section(best: pd.DataFrame, env: dict, images: list[Path]) -> str:
             ("layout", "layout", "text"), ("seq_len", "length", "len"), ("dim", "width", "num"),
             ("params", "parameters", "num"), ("accuracy", "test accuracy", "pct"), ("accuracy_min", "min", "pct"),
             ("accuracy_max", "max", "pct"), ("seeds", "seeds", "num"), ("baseline", "baseline", "pct"),
-            ("lr", "best rate", "num"), ("steps", "steps", "num"), ("step_ms", "step (ms)", "num"),
+            ("lr", "best rate", "num"), ("steps", "steps", "num"), ("batch", "batch", "num"),
+            ("step_ms", "step (ms)", "num"),
             ("val_accuracy", "validation", "pct"), ("failed", "failed runs", "num")],
             note=f"Task options: {group['task_options'].iloc[0] or 'the generator defaults'}."))
         front = quality.front(group)
