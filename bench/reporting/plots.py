@@ -140,8 +140,8 @@ def _line_plot(kind: str, rows: pd.DataFrame, key: dict, env: dict, scaling: pd.
     ax.set_ylabel(label)
     ax.grid(True, which="major", alpha=0.3)
     if kind == "time":
-        rounds = rows["rounds"].max() if "rounds" in rows else 1
-        text = ("band: lowest to highest round median (between processes)" if rounds and rounds > 1
+        several = bool((rows["rounds"].fillna(1) > 1).any())
+        text = ("band: lowest to highest round median (between processes)" if several
                 else "band: p20–p80 of the repeats (one process)")
         ax.text(0.01, 0.99, text, transform=ax.transAxes, fontsize=7, color="0.4", va="top")
     legend(fig, handles, title="exponent fitted on the\nlongest lengths" if kind != "throughput" else None)

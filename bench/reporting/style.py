@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from bench.reporting import analysis
 
 DPI = 100
-KNOWN_MIXERS = ("fft", "dft-matrix", "hartley", "dct", "hadamard", "linear", "mlp-mixer", "attention",
-                "attention-naive")
+KNOWN_MIXERS = ("fft", "dft-matrix", "dft-monarch", "hartley", "dct", "hadamard", "gfnet", "pool", "linear",
+                "mlp-mixer", "gmlp", "hyena", "mamba", "linear-attention", "attention", "attention-naive")
 _KNOWN_STYLES = {
     "fft": ("#1f77b4", "o"),
     "dft-matrix": ("#17becf", "s"),
@@ -31,9 +31,16 @@ _KNOWN_STYLES = {
     "mlp-mixer": ("#e377c2", "X"),
     "attention": ("#d62728", "*"),
     "attention-naive": ("#ff7f0e", "h"),
+    "dft-monarch": ("#0b3d91", "d"),
+    "gfnet": ("#6b8e23", "p"),
+    "pool": ("#7f7f7f", "8"),
+    "gmlp": ("#c71585", "<"),
+    "hyena": ("#00a087", ">"),
+    "mamba": ("#000000", "H"),
+    "linear-attention": ("#e6550d", "1"),
 }
 # A name without a fixed style gets a marker the built-in mixers do not use, and a hue from its hash.
-_EXTRA_MARKERS = ("p", "<", ">", "d", "H", "8")
+_EXTRA_MARKERS = ("2", "3", "4", r"$\spadesuit$", r"$\clubsuit$", r"$\heartsuit$")
 
 
 def mixer_style(name: str) -> dict:
