@@ -150,6 +150,12 @@ def plan_sweep(preset: str | None = None, *, mixers_=None, seq_lens=None, dims=N
     points = plan.expand(axes, device)
     if not points:
         raise PlanError("nothing to measure: the chosen mixers, lengths and settings give no points")
+    if tokens is not None:  # asked for on the command line: refuse; from a preset the rows say `unsupported`
+        short = sorted({(int(p.batching.split("=")[1]), p.seq_len) for p in points if p.batch < 1})
+        if short:
+            count, seq_len = short[0]
+            raise PlanError(f"--tokens {count} is fewer than one sequence of {seq_len} tokens (allowed: --tokens at "
+                            f"least the longest of --seq-lens, {max(axes.seq_lens)})")
     slots, warnings = _workers(device, workers, devices, None)
     out_path = _check_out(Path(out) if out is not None else default_out(preset, device))
     return SweepPlan(preset, device, axes, points, out_path, slots, warnings)

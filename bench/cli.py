@@ -371,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     comparing.add_argument("run_b", metavar="RUN_B", help="the run compared with it")
     comparing.add_argument("--out", help="where to write compare.csv and its plot (default: RUN_B/compare-<A>)")
     comparing.add_argument("--threshold", type=float, default=None,
-                           help="smallest relative change called a difference (default 0.1 on CPU, 0.05 on GPU)")
+                           help="smallest relative change called a difference (default 0.5 on CPU, measured between "
+                           "same-code runs there; 0.05 on GPU)")
     comparing.add_argument("--fail-on", choices=("slower", "faster"), help="exit 1 when any point has this verdict")
     comparing.add_argument("--all", action="store_true", help="print every point, not the first 40")
     comparing.set_defaults(run=cmd_compare)

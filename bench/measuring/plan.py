@@ -252,7 +252,8 @@ def shape_of(axes: Axes, scope: str, dim: int) -> dict:
 def expand(axes: Axes, device: str) -> list[Point]:
     """Every point of the axes, ordered so each series runs from the shortest length up."""
     series = [(f"batch={b}", lambda n, b=b: b) for b in axes.batches]
-    series += [(f"tokens={t}", lambda n, t=t: max(1, t // n)) for t in axes.tokens]
+    # a tokens series shorter than a length has no whole sequence to measure there: batch 0, refused by the worker
+    series += [(f"tokens={t}", lambda n, t=t: t // n) for t in axes.tokens]
     if not series:
         raise PlanError("a sweep needs at least one --batch or --tokens value")
     points = []

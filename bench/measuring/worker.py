@@ -240,6 +240,9 @@ def compute_dtype_name(point: Point) -> str:
 
 def _refusal(point: Point) -> str | None:
     """Why `point` cannot run, or None."""
+    if point.batch < 1:
+        return (f"{point.batching} per batch is fewer than one sequence of {point.seq_len} tokens; nothing was "
+                f"measured at this length")
     layout = models.parse_layout(point.mixer)
     if not layout.is_plain and point.scope != "encoder":
         return (f"a layout ({point.mixer}) arranges an encoder's layers; at {point.scope} scope give a mixer name")

@@ -31,8 +31,12 @@ KEYS = ["mixer", "scope", "seq_len", "dim", *analysis.SHAPE_KEYS, "batch", "dtyp
 _CARRIED = ["batching", "device_name", "status", "time_ms", "time_ms_lo", "time_ms_hi", "time_ms_p20", "time_ms_p80",
             "rounds", "peak_mem_mb", "tokens_per_s", "error"]
 VERDICTS = ("faster", "slower", "within-noise")
-# Smallest relative change called a difference: a CPU shared with other work moves more than a GPU.
-DEFAULT_THRESHOLD = {"cpu": 0.10, "cuda": 0.05}
+# Smallest relative change called a difference. On the 2-core development CPU, two runs of the same code (2
+# rounds each) differed by up to 1.28x per point on a quiet machine and up to 1.58x with other work running;
+# with 0.5 every point of same-code runs read within-noise while fft doing its work twice (1.7-2.2x) read
+# slower at all 10 of its points (README, "Rounds and compare"). The GPU's is a placeholder until a GPU run
+# measures its between-run spread.
+DEFAULT_THRESHOLD = {"cpu": 0.5, "cuda": 0.05}
 
 
 def _points(run_dir) -> pd.DataFrame:
@@ -210,17 +214,22 @@ def format_table(compared: pd.DataFrame, max_rows: int | None = None) -> str:
     device_a, device_b = _device(compared, "a"), _device(compared, "b")
     out = [f"A: {run_a}" + (f" ({device_a})" if device_a else ""),
            f"B: {run_b}" + (f" ({device_b})" if device_b else ""),
-           "Ratios are B / A: below 1 means B is faster (time) or smaller (memory).", ""]
+           "Ratios are B / A: below 1 means B is faster (time) or smaller (memory).",
+           f"A point is slower or faster only where the time changed by more than "
+           f"{compared.attrs.get('threshold', DEFAULT_THRESHOLD['cpu']):.0%} and beyond both runs' between-round "
+           "spread; otherwise it is within noise.", ""]
     summary = summarize(compared)
     if summary.empty:
         out.append("No point ran in both runs.")
     else:
         out.append("Per mixer, geometric mean over the points that ran in both:")
-        rows = [[r.mixer, r.dtype, r.mode, str(r.points), _ratio(r.time_ratio_geomean),
-                 _ratio(r.time_ratio_min), _ratio(r.time_ratio_max), _ratio(r.mem_ratio_geomean)]
+        rows = [[r.mixer, r.scope, r.dtype, r.mode, str(r.points), _ratio(r.time_ratio_geomean),
+                 _ratio(r.time_ratio_min), _ratio(r.time_ratio_max), _ratio(r.mem_ratio_geomean), r.verdict]
                 for r in summary.itertuples()]
-        out += _text_table(rows, ["mixer", "dtype", "mode", "points", "time B/A", "min", "max", "memory B/A"],
-                           {3, 4, 5, 6, 7})
+        out += _text_table(rows, ["mixer", "scope", "dtype", "mode", "points", "time B/A", "min", "max", "memory B/A",
+                                  "verdict"], {4, 5, 6, 7, 8})
+        counts = compared["verdict"].value_counts()
+        out.append("Points: " + ", ".join(f"{int(counts.get(v, 0))} {v}" for v in VERDICTS) + ".")
     out.append("")
     shown = compared if max_rows is None else compared.head(max_rows)
     rows = []
@@ -228,12 +237,13 @@ def format_table(compared: pd.DataFrame, max_rows: int | None = None) -> str:
         note = {"a": "only in A", "b": "only in B"}.get(r.only_in, "")
         if not note and not (r.status_a == "ok" and r.status_b == "ok"):
             note = f"A {r.status_a}, B {r.status_b}"
-        rows.append([r.mixer, analysis.format_seq_len(r.seq_len), str(r.dim), str(r.batch), r.dtype, r.mode,
-                     _fmt(r.time_ms_a), _fmt(r.time_ms_b), _ratio(r.time_ratio), _fmt(r.peak_mem_mb_a),
-                     _fmt(r.peak_mem_mb_b), _ratio(r.mem_ratio), note])
+        rows.append([r.mixer, r.scope, analysis.format_seq_len(r.seq_len), str(r.dim), str(r.batch), r.dtype,
+                     r.mode, _fmt(r.time_ms_a), _fmt(r.time_ms_b), _ratio(r.time_ratio),
+                     r.verdict if isinstance(r.verdict, str) else "", _fmt(r.peak_mem_mb_a), _fmt(r.peak_mem_mb_b),
+                     _ratio(r.mem_ratio), note])
     out.append("Per point:")
-    out += _text_table(rows, ["mixer", "length", "dim", "batch", "dtype", "mode", "A ms", "B ms", "B/A",
-                              "A MB", "B MB", "B/A", ""], {1, 2, 3, 6, 7, 8, 9, 10, 11})
+    out += _text_table(rows, ["mixer", "scope", "length", "dim", "batch", "dtype", "mode", "A ms", "B ms", "B/A",
+                              "verdict", "A MB", "B MB", "B/A", ""], {2, 3, 4, 7, 8, 9, 11, 12, 13})
     if max_rows is not None and len(compared) > max_rows:
         out.append(f"… {len(compared) - max_rows} more rows in compare.csv")
     only = compared["only_in"].value_counts()

@@ -21,6 +21,7 @@ BAD_INPUT = [
     (["sweep", "--dtypes", "bf16", "--device", "cpu"], "bfloat16 cannot run on cpu"),
     (["sweep", "--frobnicate"], "unrecognized arguments"),
     (["sweep", "--scope", "model"], "unknown scope 'model'"),
+    (["sweep", "--tokens", "10", "--seq-lens", "64"], "--tokens 10 is fewer than one sequence of 64 tokens"),
     (["sweep", "--model", "huge"], "unknown model 'huge'"),
     (["sweep", "--model", "base", "--dims", "512"], "--model base sets the width"),
     (["sweep", "--mixers", "fft+"], "malformed layout 'fft+'"),

@@ -56,3 +56,62 @@ def test_rows_record_the_dtype_that_computes_and_the_source_hash(monkeypatch):
         "# edited" if obj is _spectral else ""))
     assert worker.source_hash(mixers.get("fft")) != row["source_hash"]
     worker.source_hash.cache_clear()
+
+
+def test_a_tokens_series_shorter_than_the_length_is_a_row_that_says_so():
+    from bench.measuring.plan import Axes, expand
+
+    points = expand(Axes(mixers=("fft",), seq_lens=(64, 128), dims=(32,), batches=(), tokens=(96,),
+                         modes=("forward",)), "cpu")
+    assert [(p.seq_len, p.batch) for p in points] == [(64, 1), (128, 0)]
+    row = worker.measure_point(points[1], POLICY, PEAKS, "test cpu")
+    assert row["status"] == "unsupported" and "tokens=96 per batch is fewer than one sequence of 128" in row["error"]
+    assert worker.measure_point(points[0], POLICY, PEAKS, "test cpu")["status"] == "ok"
+
+
+def model_point(scope, mixer="fft", mode="forward", vocab=50):
+    from bench.measuring.plan import Point
+
+    layers, ffn = (1, 64) if scope == "block" else (2, 64)
+    return Point(mixer, scope, 16, 64, layers, ffn, vocab if scope == "encoder" else None, "post", 2, "batch=2",
+                 "float32", mode, "cpu")
+
+
+@pytest.mark.parametrize("scope", ["block", "encoder"])
+@pytest.mark.parametrize("mode", ["forward", "train"])
+def test_block_and_encoder_points_are_measured_and_costed_as_the_sum_of_their_parts(scope, mode):
+    from bench import models
+
+    point = model_point(scope, "fft+attention:1" if scope == "encoder" else "attention", mode)
+    row = worker.measure_point(point, POLICY, PEAKS, "test cpu")
+    assert row["status"] == "ok", row["error"]
+    parts = models.parts(scope, point.mixer, 16, 64, 2, torch.float32, mode, "cpu", layers=point.layers, ffn=64,
+                         vocab=point.vocab, norm="post", head="mlm" if point.vocab else "none")
+    assert row["flops"] == sum(p.flops for p in parts) and row["bytes_min"] == sum(p.bytes_min for p in parts)
+    assert row["resident_mem_mb"] > 0  # parameters (and in train, AdamW's state) held across calls
+    floor = sum(max(p.flops / 0.1e12, p.bytes_min / 10e9) for p in parts)
+    assert row["roofline_frac"] == pytest.approx(floor / (row["time_ms"] / 1e3))
+    if mode == "train":  # AdamW's moments are allocated by the first step and held: more resident than forward
+        forward = worker.measure_point(model_point(scope, point.mixer, "forward"), POLICY, PEAKS, "test cpu")
+        assert row["resident_mem_mb"] > 2.5 * forward["resident_mem_mb"]
+
+
+def test_a_layout_below_encoder_scope_is_unsupported_with_the_reason():
+    row = worker.measure_point(model_point("block", "fft+attention:1"), POLICY, PEAKS, "test cpu")
+    assert row["status"] == "unsupported" and "arranges an encoder's layers" in row["error"]
+
+
+def test_an_encoder_without_a_vocabulary_takes_vectors_and_has_no_head():
+    row = worker.measure_point(model_point("encoder", vocab=0), POLICY, PEAKS, "test cpu")
+    assert row["status"] == "ok" and row["tokens_per_s"] > 0
+
+
+def test_the_source_hash_of_a_model_point_covers_the_model_code(monkeypatch):
+    mixer_row = worker.base_row(mixers_point := model_point("block"), "cpu")
+    assert mixer_row["source_hash"] != worker.source_hash(mixers.get("fft"))
+    worker.package_hash.cache_clear()
+    real_getsource = worker.inspect.getsource
+    monkeypatch.setattr(worker.inspect, "getsource", lambda obj: real_getsource(obj) + (
+        "# edited" if getattr(obj, "__name__", "") == "bench.models.blocks" else ""))
+    assert worker.base_row(mixers_point, "cpu")["source_hash"] != mixer_row["source_hash"]
+    worker.package_hash.cache_clear()
