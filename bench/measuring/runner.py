@@ -441,16 +441,28 @@ def run(points: list[Point], axes: Axes, device: str, out: Path, *, preset: str 
         folder.close()
 
 
-def open_env(folder: RunFolder, device: str, **facts_extra) -> dict:
-    """env.json for a run that starts or resumes now: the fingerprint, and what an earlier start recorded."""
+PROVENANCE = ("command", "git_commit", "git_dirty")
+
+
+def open_env(folder: RunFolder, device: str, stage: str = "sweep") -> dict:
+    """env.json for a sweep or a quality run that starts or resumes now.
+
+    A sweep refreshes the fingerprint and keeps what an earlier start recorded (its start time, the
+    calibrated ceilings, the quality run's section); a quality run keeps the sweep's record whole and
+    puts its own command and commit in its "quality" section.
+    """
     env = folder.read_env()
     facts = environment.fingerprint(device)
     if env and env.get("device_name") != facts["device_name"]:
         raise RunFolderError(f"{folder.path} holds a run measured on {env.get('device_name')!r}, not on this "
                              f"{facts['device_name']!r}; choose another --out")
+    if stage == "quality":
+        env = {**facts, **env}
+        env["quality"] = {**env.get("quality", {}), **{key: facts[key] for key in PROVENANCE}}
+        return env
     kept = ("started_at", "peak_bandwidth_gbps", "peak_tflops", "calibration", "resumed_at", "interrupted", "quality",
             "workers")
-    env = {**facts, **{k: v for k, v in env.items() if k in kept}, **facts_extra}
+    env = {**facts, **{k: v for k, v in env.items() if k in kept}}
     env.setdefault("started_at", now())
     return env
 
@@ -513,13 +525,15 @@ def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progr
 
 
 @contextmanager
-def _session(folder: RunFolder, env: dict, scheduler: Scheduler, table, finish: Callable, progress):
-    """Run the body; on a signal record the interruption in env.json; always stop the workers and save env.json."""
+def _session(folder: RunFolder, env: dict, scheduler: Scheduler, table, finish: Callable, progress,
+             section: dict | None = None):
+    """Run the body; on a signal record the interruption in env.json (in `section`, by default the top level);
+    always stop the workers and save env.json."""
     try:
         yield
     except (Interrupted, KeyboardInterrupt) as exc:
-        env["interrupted"] = {"signal": str(exc) if isinstance(exc, Interrupted) else "SIGINT", "at": now(),
-                              "rows": len(table.rows())}
+        (env if section is None else section)["interrupted"] = {
+            "signal": str(exc) if isinstance(exc, Interrupted) else "SIGINT", "at": now(), "rows": len(table.rows())}
         raise
     finally:
         scheduler.close()
@@ -579,7 +593,7 @@ def _train_locked(folder: RunFolder, runs, device, timeout_s, preset, progress, 
     from bench.measuring import train
 
     report = SweepReport(folder.path, total=len(runs), took_over=folder.took_over)
-    env = open_env(folder, device)
+    env = open_env(folder, device, stage="quality")
     device_name = env["device_name"]
     done = set()
     hashes = {run.key: train.base_row(run, device_name)["source_hash"] for run in runs}
@@ -598,9 +612,9 @@ def _train_locked(folder: RunFolder, runs, device, timeout_s, preset, progress, 
                                   "gradient norm clipped at 1; the best rate is chosen on validation accuracy "
                                   "and reported on the test set",
                       "started_at": env.get("quality", {}).get("started_at") or now(), "finished_at": None}
-    env.pop("interrupted", None)
+    env["quality"].pop("interrupted", None)
     folder.write_env(env)
-    commit = env.get("git_commit")
+    commit = env["quality"].get("git_commit")
 
     def start(slot: Slot, round_: int) -> Worker:
         worker = Worker(slot, device, device_name, measure.TimingPolicy(), round_)
@@ -619,8 +633,8 @@ def _train_locked(folder: RunFolder, runs, device, timeout_s, preset, progress, 
     scheduler = Scheduler(slots, start, timeout_s, lambda run: ("train", run.as_dict()), failed, record,
                           progress=progress, total=len(todo))
     def finish(env: dict) -> None:
-        env["quality"]["finished_at"] = None if "interrupted" in env else now()
+        env["quality"]["finished_at"] = None if "interrupted" in env["quality"] else now()
 
-    with _session(folder, env, scheduler, folder.quality, finish, progress):
+    with _session(folder, env, scheduler, folder.quality, finish, progress, section=env["quality"]):
         scheduler.run([Unit(1, [run], cut=False) for run in todo])
     return report
