@@ -35,27 +35,28 @@ def _fault(message: str) -> int:
     return EXIT_FAULT
 
 
-def _os_fault(exc: OSError, doing: str, run_dir: Path | None, rows: str = "") -> int:
-    """One line for a fault of the machine: what could not be done, and what is safe."""
+def _os_fault(exc: OSError, doing: str, rows: str = "", again: str = "") -> int:
+    """One line for a fault of the machine: what could not be done, what is safe, and what to run after."""
     what = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
             errno.EACCES: "permission denied", errno.EROFS: "read-only file system"}.get(exc.errno)
     what = what or (exc.strerror or str(exc)).lower()
     where = f" ({exc.filename})" if exc.filename else ""
-    safe = f"; {rows}" if rows else ""
-    again = ""
-    if run_dir is not None and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        again = f"; free space and run `mixbench report {run_dir}`" if rows else "; free space and run it again"
-    return _fault(f"{what} {doing}{where}{safe}{again}")
+    parts = [f"{what} {doing}{where}", rows, again]
+    return _fault("; ".join(part for part in parts if part))
 
 
 def _kept(run_dir: Path, table: str = "results.csv") -> str:
+    """'the 32 measured rows are in RUN/results.csv', or '' where there is no such table."""
     path = run_dir / table
+    word = "measured" if table == "results.csv" else "trained"
     try:
         with open(path) as handle:
             count = max(sum(1 for _ in handle) - 1, 0)
+    except FileNotFoundError:
+        return f"no {word} row had been written yet"
     except OSError:
         return ""
-    return f"the {count} measured rows are in {path}"
+    return f"the {count} {word} rows are in {path}"
 
 
 # -- progress ---------------------------------------------------------------------------------------
@@ -161,7 +162,8 @@ def cmd_sweep(args) -> int:
     except (Interrupted, KeyboardInterrupt) as exc:
         return _interrupted(exc, out, _resume_hint(args), "results.csv")
     except OSError as exc:
-        return _os_fault(exc, "while writing the run", out, _kept(out))
+        return _os_fault(exc, "while writing the run", _kept(out),
+                         "fix that and run the same command again to resume")
     if result.took_over:
         print(f"mixbench: took over the lock of {out}, left by a process that is gone ({result.took_over})")
     counts = ", ".join(f"{count} {status}" for status, count in sorted(result.counts().items())) or "nothing new"
@@ -198,7 +200,8 @@ def cmd_quality(args) -> int:
     except (Interrupted, KeyboardInterrupt) as exc:
         return _interrupted(exc, out, _resume_hint(args), "quality.csv")
     except OSError as exc:
-        return _os_fault(exc, "while writing the run", out, _kept(out, "quality.csv"))
+        return _os_fault(exc, "while writing the run", _kept(out, "quality.csv"),
+                         "fix that and run the same command again to resume")
     counts = ", ".join(f"{count} {status}" for status, count in sorted(result.counts().items())) or "nothing new"
     print(f"mixbench: trained {len(result.written)} runs ({counts}); {result.skipped} already in {out}")
     if not args.no_report:
@@ -221,8 +224,10 @@ def _draw(run_dir: Path, report: bool) -> int:
         if report:
             print(f"mixbench: report: {html_report.write(run_dir)}")
     except OSError as exc:
-        kept = ", ".join(text for text in (_kept(run_dir), _kept(run_dir, "quality.csv")) if "the 0 " not in text)
-        return _os_fault(exc, "writing the plots and report", run_dir, kept or "no row was lost")
+        kept = "; ".join(text for text in (_kept(run_dir), _kept(run_dir, "quality.csv"))
+                         if text and "no " not in text[:3])
+        return _os_fault(exc, "writing the plots and report", kept or "no row was lost",
+                         f"free space and run `mixbench report {run_dir}`")
     return 0
 
 
@@ -250,7 +255,7 @@ def cmd_compare(args) -> int:
     try:
         table = compare.compare(run_a, run_b, args.out, threshold=args.threshold)
     except OSError as exc:
-        return _os_fault(exc, "writing the comparison", None)
+        return _os_fault(exc, "writing the comparison")
     print(compare.format_table(table, max_rows=None if args.all else 40))
     if args.fail_on and (table["verdict"] == args.fail_on).any():
         return EXIT_FAULT

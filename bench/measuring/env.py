@@ -124,7 +124,7 @@ def command_line() -> str:
 def fingerprint(device: str) -> dict:
     """Everything env.json records about where and how a run happened (except timings)."""
     gpu, nvml_error = gpu_state() if device == "cuda" or torch.cuda.is_available() else _no_gpu()
-    status = _git("status", "--porcelain")
+    status = _git("status", "--porcelain", "--untracked-files=no")  # run folders in results/ are untracked
     return {
         "device": device,
         **device_facts(device),

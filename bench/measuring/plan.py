@@ -139,11 +139,12 @@ PRESETS: dict[str, tuple[str, Axes]] = {
                   dtypes=("bfloat16", "float32"), modes=("forward",), budget_s=0.3, min_reps=10,
                   timeout_s=120.0, mixer_filter="nlogn")),
     "encoder": ("the mixer's share of a model on CPU: attention, fft, linear, dft-matrix, mlp-mixer and "
-                "fft+attention:2 at mixer, block and encoder scope; the tiny shape (2 layers, d=128, ffn 512), "
-                "vocabulary 8192, lengths 128-2048, batch 2, float32, forward and train",
+                "fft+attention:2 at mixer, block and encoder scope; a small shape (4 layers, d=128, ffn 512, so "
+                "the hybrid has fft in 2 layers and attention in 2), vocabulary 8192, lengths 128-2048, batch 2, "
+                "float32, forward and train",
                 Axes(mixers=("attention", "fft", "linear", "dft-matrix", "mlp-mixer", "fft+attention:2"),
-                     seq_lens=(128, 256, 512, 1024, 2048), batches=(2,), dtypes=("float32",), vocab=8192,
-                     scopes=SCOPES, model="tiny", budget_s=0.1, min_reps=3, timeout_s=120.0)),
+                     seq_lens=(128, 256, 512, 1024, 2048), dims=(128,), batches=(2,), dtypes=("float32",),
+                     layers=4, ffn=512, vocab=8192, scopes=SCOPES, budget_s=0.1, min_reps=3, timeout_s=120.0)),
     "fnet-paper": ("the FNet paper's speed table: BERT-Base shape (12 layers, d=768, ffn 3072), vocabulary 32000, "
                    "8 sequences per batch, 512 tokens and the LRA lengths up to 8192, bfloat16 and float32, "
                    "forward and train, the paper's layouts at all three scopes",

@@ -55,11 +55,16 @@ def cell(value) -> str:
 
 
 def _append_line(path: Path, text: str) -> None:
-    """Append `text` with one write, then flush and fsync it."""
-    with open(path, "a", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    """Append `text` with one write, then flush and fsync it; a failure names the file."""
+    try:
+        with open(path, "a", newline="") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        if exc.filename is None:  # a failed write or fsync does not say which file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 def _cut_torn_line(path: Path) -> bytes:
@@ -160,8 +165,12 @@ class RunFolder:
             self.took_over = previous
         lock_file.seek(0)
         lock_file.truncate()
-        lock_file.write(f"pid {os.getpid()}\n")
-        lock_file.flush()
+        try:
+            lock_file.write(f"pid {os.getpid()}\n")
+            lock_file.flush()
+        except OSError as exc:
+            lock_file.close()
+            raise OSError(exc.errno, exc.strerror, str(self.path / LOCK)) from exc
         self._lock_file = lock_file
         for table in (self.results, self.quality):
             table.repair()
@@ -224,5 +233,9 @@ class RunFolder:
     def write_env(self, env: dict) -> None:
         """Write env.json atomically (a temporary file renamed over it)."""
         temporary = self.env_path.with_suffix(".json.tmp")
-        temporary.write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
+        try:
+            temporary.write_text(json.dumps(env, indent=2, sort_keys=True, default=str) + "\n")
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)  # the old env.json stays whole
+            raise OSError(exc.errno, exc.strerror, str(self.env_path)) from exc
         os.replace(temporary, self.env_path)

@@ -4,6 +4,7 @@ and the sweep's own machinery across processes: rounds and several workers."""
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -128,3 +129,61 @@ def test_a_folder_that_cannot_be_created_is_refused_before_anything_runs(tmp_pat
     done = mixbench("sweep", "--mixers", "fft", "--seq-lens", "8", "--dims", "4", "--out", out)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "--out" in done.stderr
+
+
+def test_a_full_disk_while_drawing_is_one_line_and_keeps_every_row(fake_run, monkeypatch, capsys):
+    import errno
+
+    from matplotlib.figure import Figure
+
+    from bench import cli
+
+    run = fake_run(mixers=("fft", "attention"), seq_lens=(128, 256, 512), dtypes=("float32",), modes=("forward",))
+    rows_before = (run / "results.csv").read_text()
+
+    def full(self, path, *args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(Figure, "savefig", full)
+    assert cli.main(["plot", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert err.startswith("mixbench: no space left on device writing the plots and report (")
+    assert f"the 6 measured rows are in {run / 'results.csv'}" in err and f"mixbench report {run}" in err
+    assert (run / "results.csv").read_text() == rows_before
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 kB tmpfs where the machine allows mounting one (root in a container), else the test is skipped."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()[:100]}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_sweep_that_fills_the_disk_stops_with_one_line_and_then_resumes(tiny_disk, tmp_path, planted_path,
+                                                                          mixbench):
+    run_dir = tiny_disk / "run"
+    args = ("sweep", *IDENTITY, "--seq-lens", ",".join(str(2 ** k) for k in range(2, 12)), "--modes",
+            "forward,train", "--budget", "0.01", "--min-reps", "3", "--out", str(run_dir))
+    done = mixbench(*args, extra_path=planted_path)
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert done.stderr.startswith("mixbench: no space left on device while writing the run")
+    assert f"({run_dir}/" in done.stderr, done.stderr  # the file that could not be written
+    if (run_dir / "results.csv").exists():
+        assert f"the {len(read_rows(run_dir / 'results.csv'))} measured rows are in" in done.stderr
+    else:
+        assert "no measured row had been written yet" in done.stderr
+    assert "run the same command again to resume" in done.stderr
+
+    roomy = tmp_path / "roomy"  # space freed: the same folder, moved where there is room
+    shutil.copytree(run_dir, roomy, ignore=shutil.ignore_patterns(".lock"))
+    resumed = mixbench(*args[:-1], str(roomy), "--no-report", extra_path=planted_path)
+    assert resumed.returncode == 0, resumed.stderr
+    keys = [(row["seq_len"], row["mode"]) for row in read_rows(roomy / "results.csv")]
+    assert len(keys) == len(set(keys)) == 20  # every point exactly once
