@@ -187,3 +187,42 @@ def test_a_sweep_that_fills_the_disk_stops_with_one_line_and_then_resumes(tiny_d
     assert resumed.returncode == 0, resumed.stderr
     keys = [(row["seq_len"], row["mode"]) for row in read_rows(roomy / "results.csv")]
     assert len(keys) == len(set(keys)) == 20  # every point exactly once
+
+
+QUALITY = ("quality", "--tasks", "majority", "--seq-lens", "16", "--dims", "16", "--steps", "5", "--batch", "8",
+           "--lrs", "3e-3", "--seeds", "0", "--no-report", "--workers", "1")
+
+
+def test_training_runs_of_a_plugin_mixer_and_of_planted_faults_are_rows(tmp_path, planted_path, mixbench):
+    run_dir = tmp_path / "run"
+    done = mixbench(*QUALITY, "--mixers", "planted-identity,planted-raise,planted-hang,planted-segfault,fft",
+                    "--timeout", "10", "--out", str(run_dir), extra_path=planted_path)
+    assert done.returncode == 0, done.stderr
+    rows = {row["layout"]: row for row in read_rows(run_dir / "quality.csv")}
+    assert rows["planted-identity"]["status"] == "ok" and rows["fft"]["status"] == "ok"
+    assert rows["planted-raise"]["status"] == "error" and "planted failure" in rows["planted-raise"]["error"]
+    assert rows["planted-hang"]["status"] == "timeout"
+    assert rows["planted-segfault"]["status"] == "error" and "SIGSEGV" in rows["planted-segfault"]["error"]
+    again = mixbench(*QUALITY, "--mixers", "planted-identity,fft", "--out", str(run_dir), extra_path=planted_path)
+    assert again.returncode == 0 and "trained 0 runs" in again.stdout and "2 already in" in again.stdout
+
+
+def test_a_signal_stops_a_quality_run_and_the_same_command_resumes_it(tmp_path, planted_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "bench", *QUALITY, "--mixers", "planted-identity,fft,pool,linear", "--steps", "200",
+            "--out", str(run_dir), "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(planted_path)}
+    run = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (run_dir / "quality.csv").exists():
+        time.sleep(0.05)
+    run.send_signal(signal.SIGTERM)
+    out, err = run.communicate(timeout=60)
+    assert run.returncode == 143 and "Traceback" not in err, err
+    assert "interrupted by SIGTERM" in err and "run the same command again to resume" in err
+    recorded = json.loads((run_dir / "env.json").read_text())["quality"]
+    assert recorded["interrupted"]["signal"] == "SIGTERM" and recorded["finished_at"] is None
+    resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    layouts = [row["layout"] for row in read_rows(run_dir / "quality.csv")]
+    assert sorted(layouts) == ["fft", "linear", "planted-identity", "pool"]  # every run exactly once

@@ -1,0 +1,73 @@
+"""Training runs: every layout learns something in a few steps, a seed repeats itself, failures are rows."""
+
+import math
+
+import pytest
+import torch
+
+import mixers
+from bench.measuring import train
+from bench.measuring.train import TrainPoint
+
+SUPPORTED = [name for name in mixers.available()
+             if mixers.get(name).supports(16, 32, torch.float32, "cpu", **(
+                 {"head_dim": 32} if "head_dim" in mixers.get(name).__init__.__code__.co_varnames else {}))]
+
+
+def point(layout="fft", task="majority", steps=15, seed=0, lr=3e-3, dim=32, options="num_symbols=4"):
+    return TrainPoint(task, options, layout, 16, dim, 2, 2 * dim, "pre", True, 16, steps, lr, seed, "float32", "cpu")
+
+
+def losses(run: TrainPoint) -> tuple[float, float]:
+    """The loss on a fixed batch before and after training `run`'s model (same init, same data)."""
+    task = run.build_task()
+    inputs, targets, mask = task.batch(64, 12345)
+    torch.manual_seed(run.seed)
+    model = train.build(run, task)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr)
+    with torch.no_grad():
+        before = train.loss_and_correct(model(inputs), targets, mask)[0].item()
+    for step in range(run.steps):
+        batch = task.batch(run.batch, step)
+        loss = train.loss_and_correct(model(batch[0]), batch[1], batch[2])[0]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    with torch.no_grad():
+        after = train.loss_and_correct(model(inputs), targets, mask)[0].item()
+    return before, after
+
+
+@pytest.mark.parametrize("layout", [*SUPPORTED, "fft+attention:1"])
+def test_a_few_steps_reduce_the_loss_for_every_layout(layout):
+    before, after = losses(point(layout))
+    assert math.isfinite(after) and after < before, (before, after)
+
+
+def test_the_same_seed_gives_the_same_run_and_another_seed_another():
+    first, again = train.train(point(steps=10)), train.train(point(steps=10))
+    assert first["accuracy"] == again["accuracy"] and first["loss"] == again["loss"]
+    other = train.train(point(steps=10, seed=1))
+    assert (other["loss"], other["accuracy"]) != (first["loss"], first["accuracy"])
+
+
+def test_a_run_reports_its_measured_columns_and_the_tasks_baseline():
+    row = train.train_point(point(task="mqar", options="vocab_size=32,num_kv_pairs=4", steps=10), "test cpu")
+    assert row["status"] == "ok", row["error"]
+    assert row["baseline"] == pytest.approx(1 / 4) and 0 <= row["accuracy"] <= 1 and 0 <= row["val_accuracy"] <= 1
+    assert row["params"] > 0 and row["step_ms"] > 0 and row["tokens_per_s"] == pytest.approx(
+        16 * 16 / (row["step_ms"] / 1e3))
+    assert len(row["source_hash"]) == 12
+
+
+def test_a_refused_run_is_unsupported_with_the_reason():
+    row = train.train_point(point(layout="hadamard", dim=24), "test cpu")
+    assert row["status"] == "unsupported" and "power" in row["error"]
+    row = train.train_point(point(task="mqar", options="vocab_size=32,num_kv_pairs=40"), "test cpu")
+    assert row["status"] == "unsupported" and "num_kv_pairs" in row["error"]
+
+
+def test_the_learning_rate_warms_up_then_decays_to_zero():
+    rates = [train.learning_rate(step, 1000, 1.0) for step in range(1000)]
+    assert rates[0] == pytest.approx(0.01) and rates[99] == pytest.approx(1.0)
+    assert all(a >= b for a, b in zip(rates[100:], rates[101:])) and rates[-1] < 1e-4
