@@ -72,17 +72,28 @@ class Point:
     @classmethod
     def from_row(cls, row: dict) -> "Point":
         """The point a results row (strings, as read back from results.csv) was measured at."""
-        values = {}
-        for item in fields(cls):
-            text = row.get(item.name, "")
-            text = "" if text is None else str(text)
-            if item.name == "scope" and not text:
-                text = "mixer"  # rows written before scopes existed
-            if "int" in str(item.type):
-                values[item.name] = int(float(text)) if text != "" else None
-            else:
-                values[item.name] = text if text != "" or "None" not in str(item.type) else None
-        return cls(**values)
+        return from_strings(cls, {"scope": "mixer", **{k: v for k, v in row.items() if v not in (None, "")}})
+
+
+def from_strings(cls, row: dict):
+    """A dataclass from a CSV row's strings, each field converted by its annotation (int, float, bool, str,
+    or None for an empty cell where the annotation allows it)."""
+    values = {}
+    for item in fields(cls):
+        text = row.get(item.name)
+        text = "" if text is None else str(text)
+        kind = str(item.type)
+        if text == "" and "None" in kind:
+            values[item.name] = None
+        elif kind.startswith("int"):
+            values[item.name] = int(float(text))
+        elif kind.startswith("float"):
+            values[item.name] = float(text)
+        elif kind.startswith("bool"):
+            values[item.name] = text.lower() in ("true", "1")
+        else:
+            values[item.name] = text
+    return cls(**values)
 
 
 POINT_FIELDS = tuple(item.name for item in fields(Point))

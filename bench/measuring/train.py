@@ -70,13 +70,9 @@ class TrainPoint:
     @classmethod
     def from_row(cls, row: dict) -> "TrainPoint":
         """The run a quality.csv row (strings) describes."""
-        values = {}
-        for item in fields(cls):
-            text = str(row.get(item.name) or "")
-            kind = str(item.type)
-            values[item.name] = (int(float(text)) if kind == "int" else float(text) if kind == "float"
-                                 else text.lower() in ("true", "1") if kind == "bool" else text)
-        return cls(**values)
+        from bench.measuring.plan import from_strings
+
+        return from_strings(cls, row)
 
 
 TRAIN_FIELDS = tuple(item.name for item in fields(TrainPoint))
