@@ -49,14 +49,20 @@ def _kept(run_dir: Path, table: str = "results.csv") -> str:
     """'the 32 measured rows are in RUN/results.csv', or '' where there is no such table."""
     path = run_dir / table
     word = "measured" if table == "results.csv" else "trained"
+    rounds = ""
+    if table == "results.csv" and (run_dir / "rounds.jsonl").exists():  # a point's row waits for its last round
+        rounds = f" (and {_lines(run_dir / 'rounds.jsonl')} measured rounds in rounds.jsonl)"
+    if not path.exists():
+        return f"no {word} row had been written yet{rounds}"
+    return f"the {max(_lines(path) - 1, 0)} {word} rows are in {path}{rounds}"
+
+
+def _lines(path: Path) -> int:
     try:
         with open(path) as handle:
-            count = max(sum(1 for _ in handle) - 1, 0)
-    except FileNotFoundError:
-        return f"no {word} row had been written yet"
+            return sum(1 for _ in handle)
     except OSError:
-        return ""
-    return f"the {count} {word} rows are in {path}"
+        return 0
 
 
 # -- progress ---------------------------------------------------------------------------------------
