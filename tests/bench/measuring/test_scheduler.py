@@ -1,0 +1,230 @@
+"""The runner's bookkeeping in process, with fake workers: which points run, which are cut off, which resume.
+
+`FakeWorker` stands in for `runner.Worker` (a spawned process): it answers a point at once with a row from
+`behaviour`, so a whole `runner.run` — units, the scheduler, rounds, resume — runs in milliseconds and
+without torch doing any work. The real processes are exercised by test_runner.py and test_faults.py.
+"""
+
+from collections import deque
+
+import pytest
+
+from bench.measuring import runner
+from bench.measuring import worker
+from bench.measuring.plan import Axes, Point, expand, mixer_point
+from bench.measuring.store import RunFolder
+from bench.reporting import analysis
+
+PEAKS = {"peak_bandwidth_gbps": 10.0, "peak_tflops": {"float32": 0.1, "float64": 0.05}}
+
+
+class FakeWorker:
+    """A worker that answers at once; `behaviour(point)` gives a status ("ok" or a failure)."""
+
+    behaviour = staticmethod(lambda point: "ok")
+    sent: list = []  # every point sent, in order, across workers
+    started: list = []  # (slot index, round) of every worker started
+
+    def __init__(self, slot, device, device_name, policy, round_=1):
+        self.slot, self.round, self.device_name = slot, round_, device_name
+        self.settings = {"threads": 1}
+        self.inbox = deque()
+        self.dead = False
+        FakeWorker.started.append((slot.index, round_))
+
+    def send(self, message):
+        if message[0] == "calibrate":
+            self.inbox.append(("calibration", {**PEAKS, "calibration": "fake"}))
+        elif message[0] == "point":
+            point = Point(**message[1])
+            FakeWorker.sent.append((point, self.round))
+            self.inbox.append(("row", fake_row(point, self.device_name, FakeWorker.behaviour(point)), False))
+        return True
+
+    def receive(self, timeout_s):
+        return self.inbox.popleft() if self.inbox else None
+
+    def alive(self):
+        return not self.dead
+
+    def stop(self):
+        self.dead = True
+
+    kill = stop
+
+    def death_reason(self):
+        return None
+
+
+def fake_row(point: Point, device_name: str, status: str) -> dict:
+    row = worker.base_row(point, device_name)
+    if status != "ok":
+        return {**row, "status": status, "error": f"planted {status}", "_pid": 1}
+    time_ms = 1.0 + point.seq_len / 1000
+    return {**row, "status": "ok", "time_ms": time_ms, "time_ms_p20": time_ms, "time_ms_p80": time_ms, "reps": 3,
+            "peak_mem_mb": 1.0, **worker.metrics(point, time_ms, PEAKS), "error": "", "_samples": [time_ms] * 3,
+            "_pid": 1}
+
+
+@pytest.fixture
+def fake_workers(monkeypatch):
+    """runner.run with FakeWorker processes; returns the class, whose `behaviour` a test may set."""
+    monkeypatch.setattr(runner, "Worker", FakeWorker)
+    monkeypatch.setattr(runner, "wait_local", lambda workers, timeout_s: [w for w in workers if w.inbox])
+    monkeypatch.setattr(runner.environment, "fingerprint",
+                        lambda device: {"device": device, "device_name": "fake cpu", "cpu_count": 2})
+    monkeypatch.setattr(FakeWorker, "behaviour", staticmethod(lambda point: "ok"))
+    monkeypatch.setattr(FakeWorker, "sent", [])
+    monkeypatch.setattr(FakeWorker, "started", [])
+    return FakeWorker
+
+
+def sweep(out, rounds=1, **axes):
+    axes = Axes(**{"mixers": ("fft", "dct"), "seq_lens": (32, 64, 128), "dims": (16,),
+                   "dtypes": ("float32", "float64"), "modes": ("forward", "train"), "rounds": rounds, **axes})
+    return runner.run(expand(axes, "cpu"), axes, "cpu", out)
+
+
+def statuses(out) -> dict:
+    table = analysis.load_results(out)
+    return {(r.mixer, r.dtype, r.mode, r.seq_len): r.status for r in table.itertuples()}
+
+
+# --- cut-off: per series ------------------------------------------------------------------------------------
+
+def test_an_oom_cuts_off_the_rest_of_its_series_and_no_other(tmp_path, fake_workers):
+    fake_workers.behaviour = staticmethod(
+        lambda p: "oom" if (p.mixer, p.dtype, p.mode) == ("fft", "float64", "forward") and p.seq_len >= 64 else "ok")
+    report = sweep(tmp_path)
+    status = statuses(tmp_path)
+    assert len(status) == 2 * 2 * 2 * 3 == len(report.written)
+    assert [status[("fft", "float64", "forward", n)] for n in (32, 64, 128)] == ["ok", "oom", "oom"]
+    cut = analysis.load_results(tmp_path).set_index(["mixer", "dtype", "mode", "seq_len"])
+    assert cut.loc[("fft", "float64", "forward", 128), "error"] == "not run: seq_len=64 of this series ran out of memory"
+    # the same mixer's other dtype and mode, and the other mixer, ran every length
+    others = {key: value for key, value in status.items() if key[:3] != ("fft", "float64", "forward")}
+    assert set(others.values()) == {"ok"} and len(others) == 21
+    ran = {(p.mixer, p.dtype, p.mode, p.seq_len) for p, _ in fake_workers.sent}
+    assert ("fft", "float64", "forward", 128) not in ran and ("fft", "float64", "train", 128) in ran
+    assert ("fft", "float32", "forward", 128) in ran
+
+
+def test_a_timeout_cuts_off_its_series_with_its_own_words(tmp_path, fake_workers):
+    fake_workers.behaviour = staticmethod(lambda p: "timeout" if (p.mixer, p.dtype, p.mode, p.seq_len)
+                                          == ("dct", "float32", "train", 32) else "ok")
+    sweep(tmp_path)
+    table = analysis.load_results(tmp_path).set_index(["mixer", "dtype", "mode", "seq_len"]).sort_index()
+    series = table.loc[("dct", "float32", "train")]
+    assert list(series["status"]) == ["timeout"] * 3
+    assert list(series["error"])[1:] == ["not run: seq_len=32 of this series timed out"] * 2
+    assert (table.drop(index=("dct", "float32", "train"))["status"] == "ok").all()
+
+
+@pytest.mark.parametrize("status", ["error", "unsupported"])
+def test_other_failures_cut_nothing_off(tmp_path, fake_workers, status):
+    fake_workers.behaviour = staticmethod(lambda p: status if (p.mixer, p.seq_len) == ("fft", 32) else "ok")
+    sweep(tmp_path, dtypes=("float32",), modes=("forward",))
+    assert statuses(tmp_path) == {("fft", "float32", "forward", 32): status, ("fft", "float32", "forward", 64): "ok",
+                                  ("fft", "float32", "forward", 128): "ok", ("dct", "float32", "forward", 32): "ok",
+                                  ("dct", "float32", "forward", 64): "ok", ("dct", "float32", "forward", 128): "ok"}
+
+
+def test_training_units_are_never_cut_off(fake_workers):
+    calls = []
+
+    def record(unit, item, row, slot):
+        calls.append((item, row["status"]))
+
+    scheduler = runner.Scheduler([runner.Slot(0)], lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_), 1.0,
+                                 lambda item: ("point", item.as_dict(), PEAKS),
+                                 lambda item, status, reason: {"status": status, "error": reason}, record,
+                                 wait=lambda workers, timeout_s: [w for w in workers if w.inbox])
+    points = [mixer_point("fft", n, 16, 1, "float32", "forward", "cpu") for n in (32, 64)]
+    fake_workers.behaviour = staticmethod(lambda p: "oom" if p.seq_len == 32 else "ok")
+    scheduler.run([runner.Unit(1, points, cut=False)])
+    assert [(item.seq_len, status) for item, status in calls] == [(32, "oom"), (64, "ok")]
+    assert scheduler.done == 2
+
+
+# --- rounds ---------------------------------------------------------------------------------------------------
+
+def test_rounds_run_the_plan_once_then_again_in_fresh_workers(tmp_path, fake_workers):
+    sweep(tmp_path, rounds=2, mixers=("fft",), dtypes=("float32",), modes=("forward",))
+    assert [(p.seq_len, r) for p, r in fake_workers.sent] == [(32, 1), (64, 1), (128, 1), (32, 2), (64, 2), (128, 2)]
+    assert fake_workers.started == [(0, 1), (0, 2)]  # round 2 in a worker of its own
+    table = analysis.load_results(tmp_path)
+    assert list(table["rounds"]) == [2, 2, 2] and set(table["status"]) == {"ok"}
+    assert len(RunFolder(tmp_path).rounds()) == 6
+
+
+def test_a_point_failed_in_round_one_is_not_run_again_in_round_two(tmp_path, fake_workers):
+    fake_workers.behaviour = staticmethod(lambda p: "error" if p.seq_len == 64 else "ok")
+    sweep(tmp_path, rounds=2, mixers=("fft",), dtypes=("float32",), modes=("forward",))
+    assert [(p.seq_len, r) for p, r in fake_workers.sent] == [(32, 1), (64, 1), (128, 1), (32, 2), (128, 2)]
+    table = analysis.load_results(tmp_path).set_index("seq_len")
+    assert table.loc[64, "status"] == "error" and table.loc[64, "rounds"] == 1
+    assert table.loc[128, "rounds"] == 2
+
+
+def test_an_oom_in_round_two_cuts_off_the_rest_of_that_round(tmp_path, fake_workers):
+    # the second time 64 tokens are sent (round 2), they run out of memory
+    fake_workers.behaviour = staticmethod(
+        lambda p: "oom" if p.seq_len == 64 and sum(q.seq_len == 64 for q, _ in FakeWorker.sent) == 2 else "ok")
+    sweep(tmp_path, rounds=2, mixers=("fft",), dtypes=("float32",), modes=("forward",))
+    assert [(p.seq_len, r) for p, r in fake_workers.sent] == [(32, 1), (64, 1), (128, 1), (32, 2), (64, 2)]
+    table = analysis.load_results(tmp_path).set_index("seq_len")
+    assert list(table["status"]) == ["ok", "oom", "oom"]
+    assert table.loc[64, "error"] == "round 2 of 2: planted oom"
+    assert table.loc[128, "error"] == "round 2 of 2: not run: seq_len=64 of this series ran out of memory"
+
+
+# --- resume: by point and source hash -------------------------------------------------------------------------
+
+def test_a_finished_sweep_run_again_measures_nothing(tmp_path, fake_workers):
+    first = sweep(tmp_path)
+    assert len(first.written) == 24 and first.skipped == 0
+    fake_workers.sent.clear()
+    again = sweep(tmp_path)
+    assert again.written == [] and again.skipped == 24 and fake_workers.sent == []
+
+
+def test_a_mixer_whose_source_changed_is_measured_again_and_the_others_are_not(tmp_path, fake_workers, monkeypatch):
+    sweep(tmp_path)
+    old_hash = analysis.load_results(tmp_path).set_index("mixer")["source_hash"]["fft"].iloc[0]
+    fake_workers.sent.clear()
+    real = worker.source_hash
+    monkeypatch.setattr(worker, "source_hash", lambda cls: "edited000000" if cls.name == "fft" else real(cls))
+    again = sweep(tmp_path)
+    assert again.skipped == 12 and len(again.written) == 12
+    assert {p.mixer for p, _ in fake_workers.sent} == {"fft"} and len(fake_workers.sent) == 12
+    rows = RunFolder(tmp_path).rows()
+    assert len(rows) == 36  # the old rows stay in the file; the newer row of a point is the one read
+    table = analysis.load_results(tmp_path)
+    assert len(table) == 24
+    assert set(table.loc[table["mixer"] == "fft", "source_hash"]) == {"edited000000"} != {old_hash}
+
+
+def test_rounds_logged_with_another_source_are_not_pooled(tmp_path, fake_workers, monkeypatch):
+    point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
+    with RunFolder(tmp_path) as folder:
+        current = worker.base_row(point, "")["source_hash"]
+        stale = {"key": list(point.key), "round": 1, "row": {"status": "ok", "time_ms": 99.0, "source_hash": "old"},
+                 "samples": [99.0]}
+        fresh = {"key": list(point.key), "round": 2, "row": {"status": "ok", "time_ms": 1.0, "reps": 1,
+                                                              "source_hash": current}, "samples": [1.0]}
+        folder.append_round(stale)
+        folder.append_round(fresh)
+        book = runner._Rounds(folder, [point], 2, PEAKS)
+        assert book.missing(point) == [1]  # round 1 ran on other code; round 2 on this code stands
+        folder.append({**worker.base_row(point, ""), "status": "ok", "rounds": 2, "source_hash": "old"})
+        assert runner._Rounds(folder, [point], 2, PEAKS).missing(point) == [1]  # a stale row is no result
+        folder.append({**worker.base_row(point, ""), "status": "ok", "rounds": 2})
+        assert runner._Rounds(folder, [point], 2, PEAKS).missing(point) == []
+        assert runner._Rounds(folder, [point], 3, PEAKS).missing(point) == [1, 3]  # more rounds asked: not final
+
+
+def test_a_failed_row_is_final_whatever_the_rounds(tmp_path):
+    point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
+    with RunFolder(tmp_path) as folder:
+        folder.append({**worker.base_row(point, ""), "status": "oom", "rounds": 1})
+        assert runner._Rounds(folder, [point], 3, PEAKS).missing(point) == []
