@@ -228,3 +228,139 @@ def test_a_failed_row_is_final_whatever_the_rounds(tmp_path):
     with RunFolder(tmp_path) as folder:
         folder.append({**worker.base_row(point, ""), "status": "oom", "rounds": 1})
         assert runner._Rounds(folder, [point], 3, PEAKS).missing(point) == []
+
+
+# --- the scheduler alone: workers that die, hang, refuse a message, or poison their context ------------------
+
+class Moody(FakeWorker):
+    """A fake worker whose point `bad` makes it die, hang, drop the message, or fail fatally."""
+
+    mood = {}  # seq_len -> "die" | "hang" | "fatal"
+    broken_pipe_once = set()  # seq_lens whose first send fails
+
+    def send(self, message):
+        if message[0] == "point":
+            seq_len = message[1]["seq_len"]
+            if seq_len in Moody.broken_pipe_once:
+                Moody.broken_pipe_once.discard(seq_len)
+                self.dead = True
+                return False
+            mood = Moody.mood.get(seq_len)
+            if mood == "die":
+                FakeWorker.sent.append((Point(**message[1]), self.round))
+                self.inbox.append(runner.DIED)
+                self.dead = True
+                return True
+            if mood == "hang":
+                FakeWorker.sent.append((Point(**message[1]), self.round))
+                return True
+            if mood == "fatal":
+                point = Point(**message[1])
+                FakeWorker.sent.append((point, self.round))
+                self.inbox.append(("row", {**fake_row(point, "", "error"), "error": "CUDA error: illegal"}, True))
+                return True
+        return super().send(message)
+
+
+def scheduled(points, timeout_s=5.0, cut=True, progress=None):
+    """Run `points` as one unit on one Moody slot; returns (rows by seq_len, the scheduler, workers started)."""
+    rows, workers = {}, []
+
+    def start(slot, round_):
+        workers.append(Moody(slot, "cpu", "", None, round_))
+        return workers[-1]
+
+    def record(unit, item, row, slot):
+        rows[item.seq_len] = row
+
+    scheduler = runner.Scheduler([runner.Slot(0)], start, timeout_s, lambda item: ("point", item.as_dict(), PEAKS),
+                                 lambda item, status, reason: {"status": status, "error": reason}, record,
+                                 progress=progress, total=len(points),
+                                 wait=lambda ready, timeout_s: [w for w in ready if w.inbox])
+    scheduler.run([runner.Unit(1, list(points), cut=cut)])
+    return rows, scheduler, workers
+
+
+def lengths(*seq_lens):
+    return [mixer_point("fft", n, 16, 1, "float32", "forward", "cpu") for n in seq_lens]
+
+
+@pytest.fixture
+def moody(fake_workers, monkeypatch):
+    monkeypatch.setattr(Moody, "mood", {})
+    monkeypatch.setattr(Moody, "broken_pipe_once", set())
+    return Moody
+
+
+def test_a_worker_that_dies_costs_its_point_an_error_and_a_fresh_worker_goes_on(moody):
+    moody.mood = {64: "die"}
+    rows, scheduler, workers = scheduled(lengths(32, 64, 128))
+    assert [rows[n]["status"] for n in (32, 64, 128)] == ["ok", "error", "ok"]
+    assert rows[64]["error"] == "worker process closed its pipe while measuring this point"
+    assert len(workers) == 2 and workers[0].dead
+    assert scheduler.done == 3 and scheduler.workers == {}
+
+
+def test_a_point_past_its_timeout_is_killed_recorded_and_its_series_cut_off(moody):
+    moody.mood = {64: "hang"}
+    rows, scheduler, workers = scheduled(lengths(32, 64, 128, 256), timeout_s=0.05)
+    assert [rows[n]["status"] for n in (32, 64, 128, 256)] == ["ok", "timeout", "timeout", "timeout"]
+    assert rows[64]["error"] == "no result within the 0.05 s timeout; worker killed"
+    assert rows[256]["error"] == "not run: seq_len=64 of this series timed out"
+    assert [p.seq_len for p, _ in FakeWorker.sent] == [32, 64]
+    assert scheduler.done == 4
+
+
+def test_a_hang_in_a_unit_that_is_not_cut_lets_the_rest_run_in_a_fresh_worker(moody):
+    moody.mood = {64: "hang"}
+    rows, scheduler, workers = scheduled(lengths(32, 64, 128), timeout_s=0.05, cut=False)
+    assert [rows[n]["status"] for n in (32, 64, 128)] == ["ok", "timeout", "ok"]
+    assert len(workers) == 2
+
+
+def test_a_message_a_worker_cannot_take_goes_to_a_fresh_worker(moody):
+    moody.broken_pipe_once = {64}
+    rows, scheduler, workers = scheduled(lengths(32, 64, 128))
+    assert [rows[n]["status"] for n in (32, 64, 128)] == ["ok", "ok", "ok"] and len(workers) == 2
+    assert [p.seq_len for p, _ in FakeWorker.sent] == [32, 64, 128]
+
+
+def test_a_fatal_error_retires_the_worker_and_the_next_point_gets_a_fresh_one(moody):
+    moody.mood = {64: "fatal"}
+    rows, scheduler, workers = scheduled(lengths(32, 64, 128))
+    assert [rows[n]["status"] for n in (32, 64, 128)] == ["ok", "error", "ok"]
+    assert len(workers) == 2 and workers[0].dead
+
+
+def test_progress_counts_items_and_estimates_the_time_left(moody):
+    calls = []
+    scheduled(lengths(32, 64, 128), progress=lambda done, total, item, eta: calls.append((done, total, item.seq_len,
+                                                                                          eta)))
+    assert [(done, total, n) for done, total, n, _ in calls] == [(0, 3, 32), (1, 3, 64), (2, 3, 128)]
+    assert calls[0][3] is None and calls[1][3] >= 0 and calls[2][3] >= 0
+
+
+def test_workers_are_started_per_slot_and_round_and_a_slot_keeps_its_worker_within_a_round(fake_workers):
+    scheduler = runner.Scheduler([runner.Slot(0), runner.Slot(1)],
+                                 lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_), 1.0,
+                                 lambda item: ("point", item.as_dict(), PEAKS),
+                                 lambda item, status, reason: {"status": status}, lambda *args: None,
+                                 wait=lambda ready, timeout_s: [w for w in ready if w.inbox])
+    units = [runner.Unit(1, lengths(32, 64)), runner.Unit(1, lengths(128)), runner.Unit(2, lengths(256))]
+    scheduler.run(units)
+    assert fake_workers.started == [(0, 1), (1, 1), (1, 2)]  # slot 1 is free first; round 2 needs a fresh worker
+    assert sorted(p.seq_len for p, _ in fake_workers.sent) == [32, 64, 128, 256]
+
+
+def test_local_slots_are_one_per_device_or_per_worker():
+    slots = runner.local_slots("cuda", devices=(2, 5), threads=4)
+    assert [(s.index, s.env, s.threads) for s in slots] == [(2, {"CUDA_VISIBLE_DEVICES": "2"}, 4),
+                                                             (5, {"CUDA_VISIBLE_DEVICES": "5"}, 4)]
+    assert [(s.index, s.env) for s in runner.local_slots("cpu", devices=(0, 1))] == [(0, {}), (1, {})]
+    assert [(s.index, s.env, s.threads) for s in runner.local_slots("cpu", workers=3)] == [(0, {}, None), (1, {}, None),
+                                                                                           (2, {}, None)]
+
+
+def test_a_sweep_report_counts_rows_by_status(tmp_path):
+    report = runner.SweepReport(tmp_path, written=[{"status": "ok"}, {"status": "oom"}, {"status": "ok"}])
+    assert report.counts() == {"ok": 2, "oom": 1}
