@@ -62,7 +62,30 @@ KNOWN = {
                    + 16 * N * 128 + 9 * 128 * 113 - 3 * 128 * 64 + 2 * (3 * 128 * 97 + 2 * 128 * 16))
               + 2 * 128 * 16, 0),
 }
-OPTIONS = {"dct[fft]": ("dct", {"method": "fft"}, (0, B * (7680 + 3960 + 14 * N * 33), 0))}
+OPTIONS = {
+    "dct[fft]": ("dct", {"method": "fft"}, (0, B * (7680 + 3960 + 14 * N * 33), 0)),
+    "dct[matmul]": ("dct", {"method": "matmul"}, (0, B * 2 * N * D * (N + D), N * N + D * D)),
+    # two heads of 32: the softmax counts 5·heads·n²
+    "attention[head_dim=32]": ("attention", {"head_dim": 32},
+                               (4 * D * D + 4 * D, B * (8 * N * D * D + 4 * N * N * D + 4 * N * D + 5 * 2 * N * N), 0)),
+    "linear-attention[head_dim=32]": ("linear-attention", {"head_dim": 32},
+                                      (4 * D * D + 4 * D, B * (8 * N * D * D + 4 * N * D * 32 + 15 * N * D), 0)),
+    # e = 1: 2·n² + n + n parameters; 4·n²·d + 7·n·d
+    "mlp-mixer[expansion=1]": ("mlp-mixer", {"expansion": 1}, (2 * 64 + 8 + 8, B * (4 * 64 * 64 + 7 * N * D), 0)),
+    # causal: one filter direction, so the filter network's output and its rffts halve, and no sum of directions
+    "hyena[causal]": ("hyena", {"causal": True},
+                      (4 * D * D + 81 * D + 8640,
+                       B * (8 * N * D * D + 35 * N * D + 6 * D + 10 * N * D * 4)
+                       + 2 * N * 3 * 64 + 2 * 2 * N * 64 * 64 + 2 * N * 64 * D + 9 * N * 64 + N * D + 2.5 * D * 16 * 4,
+                       0)),
+    # chunks of 4: 2 chunks, 8 tokens, no padding: inside 8·e·(7N + 1) − 2·e·4N, carried 1·(4·e·(6N + 1) + 2·e·N)
+    "mamba[chunk_len=4]": ("mamba", {"chunk_len": 4},
+                           (6 * D * D + 4 * D * 4 + 110 * D,
+                            B * (2 * N * D * 256 + 8 * N * 128 + 2 * N * 128 * 36 + 2 * N * 4 * 128 + 2 * N * 128 * D
+                                 + 16 * N * 128 + 8 * 128 * 113 - 2 * 128 * 64 + (4 * 128 * 97 + 2 * 128 * 16))
+                            + 2 * 128 * 16, 0)),
+    "pool[window=5]": ("pool", {"window": 5}, (0, B * D * (8 * 5 - 2 * (2 + 1) + N), 0)),
+}
 CASES = [(name, name, {}, known) for name, known in KNOWN.items()]
 CASES += [(case, name, options, known) for case, (name, options, known) in OPTIONS.items()]
 ITEMSIZE = {torch.float32: 4, torch.float64: 8, torch.bfloat16: 2}
@@ -97,3 +120,25 @@ def test_train_cost_adds_the_input_gradient_and_where_there_are_parameters_their
 def test_an_unknown_mode_is_refused_with_the_allowed_ones():
     with pytest.raises(ValueError, match=r"unknown mode 'backward' \(allowed: forward, train\)"):
         mixers.get("fft").cost(N, D, B, torch.float32, "backward")
+
+
+class Bare(mixers.TokenMixer):
+    """The smallest mixer (never registered): the base class's defaults."""
+
+    def forward(self, x):
+        return x
+
+
+def test_a_mixer_that_states_nothing_costs_zero_flops_and_its_input_and_output_bytes():
+    assert Bare.flops(N, D, B) == 0 and Bare.param_count(N, D) == 0
+    assert Bare.bytes_min(N, D, B, torch.float64) == TOKENS * 8
+    assert Bare.cost(N, D, B, torch.float32, "train") == (0, 2 * TOKENS * 4)
+    assert Bare.compute_dtype(torch.bfloat16, "cuda") == torch.bfloat16
+
+
+def test_mode_cost_is_the_rule_every_part_follows():
+    assert mixers.mode_cost(100, 40, 0, 4, "forward") == (100, 40)
+    assert mixers.mode_cost(100, 40, 0, 4, "train") == (200, 80)
+    assert mixers.mode_cost(100, 40, 5, 2, "train") == (300, 90)
+    with pytest.raises(ValueError, match="unknown mode 'eval'"):
+        mixers.mode_cost(100, 40, 5, 2, "eval")

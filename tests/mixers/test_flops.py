@@ -78,6 +78,9 @@ HAND_COUNTED = [
     ("pool", {}, 16, 32, 3, 3 * 32 * (16 * 3 - 2 + 16)),
     ("pool", {"window": 5}, 16, 32, 1, 32 * (16 * 5 - 2 * (2 + 1) + 16)),  # the end tokens lose 2 and 1 terms
     ("pool", {"window": 5}, 1, 4, 1, 4 * (1 + 1)),  # one token: its window holds itself only
+    ("pool", {"window": 7}, 2, 4, 1, 4 * (2 * 2 + 2)),  # a window wider than the sequence: each token sees both
+    ("fft", {}, 2, 2, 1, 2 * 2.5 * 2 * 1 + 2 * 5 * 2 * 1),  # length 2: one butterfly each way (30)
+    ("fft", {}, 1, 4, 1, 2.5 * 4 * 2),  # a single token: no FFT along the sequence
 ]
 
 
@@ -85,3 +88,25 @@ HAND_COUNTED = [
                          ids=[f"{c[0]}{c[1] or ''}-{c[2]}x{c[3]}-b{c[4]}" for c in HAND_COUNTED])
 def test_hand_counted_flops(name, options, seq_len, dim, batch, expected):
     assert mixers.get(name).flops(seq_len, dim, batch, **options) == round(expected)
+
+
+def test_the_helpers_that_shape_the_counts():
+    from mixers import _spectral, dft_monarch, hadamard, mamba, mlp_mixer
+
+    assert [_spectral.is_pow2(k) for k in (0, 1, 2, 3, 4, 6, 8, 1 << 20)] == [False, True, True, False, True, False,
+                                                                                 True, True]
+    assert (_spectral.fft_flops(1), _spectral.fft_flops(2), _spectral.fft_flops(8, 3)) == (0.0, 10.0, 360.0)
+    assert _spectral.rfft_flops(8, 3) == 180.0 and _spectral.matmul_flops(2, 3, 4) == 48
+    # Kronecker factors of at most 2^7, as even as they come
+    assert [hadamard.factors(n) for n in (1, 2, 128, 256, 512, 1 << 15)] == [[], [2], [128], [16, 16], [32, 16],
+                                                                             [32, 32, 32]]
+    assert [mamba.default_chunk_len(n) for n in (1, 2, 4, 8, 9, 10, 16, 17)] == [1, 2, 2, 3, 3, 4, 4, 5]  # ⌈√n⌉
+    assert [dft_monarch.split(n) for n in (1, 8, 12, 16, 17, 384)] == [(1, 1), (2, 4), (3, 4), (4, 4), (1, 17),
+                                                                       (16, 24)]
+    assert mixers.get("dft-monarch").factors(8, 64) == (2, 4, 8, 8)  # n1, n2 (n1 small), d1, d2 (d2 small)
+    assert mixers.get("dft-monarch").factors(12, 384) == (3, 4, 24, 16)
+    assert [mlp_mixer.hidden_size(8, e) for e in (0.01, 0.5, 2)] == [1, 4, 16]
+    from mixers import dct
+
+    assert [dct.resolve(96, 96), dct.resolve(97, 96), dct.resolve(8, 8, "fft"), dct.resolve(512, 512, "matmul")] == \
+        ["matmul", "fft", "fft", "matmul"]

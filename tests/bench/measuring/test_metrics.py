@@ -79,3 +79,37 @@ def test_without_ceilings_there_is_no_roofline_but_the_rates_stand():
     row = worker.metrics(mixer_point("fft", 16, 32, 3, "float32", "forward", "cpu"), 2.0, {})
     assert row["roofline_frac"] is None and row["bound"] == ""
     assert row["tflops"] == pytest.approx(35520 / 2e-3 / 1e12) and row["gbps"] == pytest.approx(12288 / 2e-3 / 1e9)
+
+
+# --- the floor and the bound, on hand-made parts (flops and bytes in units of one second at the peaks below) ---
+
+UNIT_PEAKS = {"peak_tflops": {"float32": 1e-12}, "peak_bandwidth_gbps": 1e-9}  # 1 FLOP/s and 1 byte/s
+
+
+def metrics_of(monkeypatch, *parts, time_ms=1000.0):
+    """metrics() of a point made of `parts`, (flops, bytes) pairs: each takes that many seconds at the peaks."""
+    monkeypatch.setattr(worker, "cost_parts", lambda point: [
+        models.Part(f"part{i}", flops, nbytes, 0, torch.float32) for i, (flops, nbytes) in enumerate(parts)])
+    return worker.metrics(mixer_point("fft", 16, 32, 1, "float32", "forward", "cpu"), time_ms, UNIT_PEAKS)
+
+
+@pytest.mark.parametrize("parts, floor_s, bound", [
+    ([(3, 1), (1, 2)], 5, "flops"),  # one flops-bound part (3 s), one bytes-bound (2 s)
+    ([(2, 3), (2.5, 0)], 5.5, "bytes"),  # 3 s of bytes against 2.5 s of FLOPs; the first part's FLOPs do not count
+    ([(1, 1)], 1, "flops"),  # a tie within a part counts as FLOPs
+    ([(1, 1), (0, 0.5)], 1.5, "flops"),  # ... and only as FLOPs: 1 s of FLOPs, 0.5 s of bytes
+    ([(1.5, 0), (0, 1), (0, 1)], 3.5, "bytes"),  # bytes-bound parts add up
+    ([(1, 0), (0, 2)], 3, "bytes"),
+    ([(3, 1), (0, 3)], 6, "bytes"),  # a tie between the sums: bytes
+])
+def test_the_floor_sums_each_parts_larger_term_and_the_bound_is_the_larger_sum(monkeypatch, parts, floor_s, bound):
+    row = metrics_of(monkeypatch, *parts)
+    assert row["roofline_frac"] == pytest.approx(floor_s / 1.0, rel=1e-12) and row["bound"] == bound
+    assert row["flops"] == sum(flops for flops, _ in parts) and row["bytes_min"] == sum(nbytes for _, nbytes in parts)
+
+
+def test_a_point_without_flops_has_no_tflops_and_is_bytes_bound(monkeypatch):
+    row = metrics_of(monkeypatch, (0, 2))
+    assert row["tflops"] is None and row["bound"] == "bytes" and row["roofline_frac"] == pytest.approx(2.0)
+    nothing = metrics_of(monkeypatch, (0, 0))
+    assert nothing["roofline_frac"] is None and nothing["bound"] == "" and nothing["gbps"] == 0.0

@@ -106,7 +106,8 @@ def test_sweep_api_returns_a_dataframe_of_its_points(tmp_path):
     table = bench.sweep(mixers=[name], seq_lens=[16, 32], dims=[8], modes="forward", dtypes="float32",
                         device="cpu", out=tmp_path / "run", budget_s=0.01)
     assert list(table.seq_len) == [16, 32] and set(table.status) == {"ok"}
-    assert (table.time_ms > 0).all() and (table.peak_mem_mb >= 0).all()
+    assert (table.time_ms > 0).all()
+    assert (table.peak_mem_mb >= 0.99 * table.batch * table.seq_len * 8 * 4 / 2**20).all()  # the fp32 output at least
     assert table.attrs["run_dir"] == str(tmp_path / "run")
     env = RunFolder(tmp_path / "run").read_env()
     assert env["device"] == "cpu" and env["peak_tflops"]["float32"] > 0 and env["finished_at"]

@@ -6,7 +6,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.reporting import compare
+from bench.reporting import compare, style
+
+
+@pytest.fixture(autouse=True)
+def low_resolution(monkeypatch):
+    monkeypatch.setattr(style, "DPI", 20)  # compare() also draws compare.png; its content is checked below
 
 
 def row(mixer="fft", seq_len=512, time_ms=1.0, status="ok", lo=None, hi=None, rounds=2, p20=None, p80=None,
@@ -100,6 +105,18 @@ def test_ratios_of_time_and_memory_and_a_missing_memory_reading():
     assert table.loc[512, "time_ratio"] == pytest.approx(1.5) and table.loc[512, "mem_ratio"] == pytest.approx(0.25)
     assert table.loc[1024, "time_ratio"] == pytest.approx(0.5) and np.isnan(table.loc[1024, "mem_ratio"])
     assert list(table["only_in"]) == ["", ""]
+
+
+def test_points_in_one_run_only_are_listed_and_files_are_written(tmp_path):
+    run_a = write(tmp_path / "a", [row("fft", 512, time_ms=2.0), row("dct", 512, time_ms=1.0)])
+    run_b = write(tmp_path / "b", [row("fft", 512, time_ms=1.0), row("hadamard", 512, time_ms=1.0)])
+    table = compare.compare(run_a, run_b)
+    assert dict(zip(table["mixer"], table["only_in"])) == {"fft": "", "dct": "a", "hadamard": "b"}
+    assert dict(zip(table["mixer"], table["verdict"].fillna("-"))) == {"fft": "faster", "dct": "-", "hadamard": "-"}
+    out = run_b / "compare-a"
+    assert table.attrs == {"run_a": str(run_a), "run_b": str(run_b), "out_dir": str(out), "threshold": 0.5}
+    written = pd.read_csv(out / "compare.csv")
+    assert list(written["mixer"]) == list(table["mixer"]) and (out / "compare.png").is_file()
 
 
 # --- per mixer --------------------------------------------------------------------------------------------
