@@ -85,6 +85,18 @@ OPTIONS = {
                                  + 16 * N * 128 + 8 * 128 * 113 - 2 * 128 * 64 + (4 * 128 * 97 + 2 * 128 * 16))
                             + 2 * 128 * 16, 0)),
     "pool[window=5]": ("pool", {"window": 5}, (0, B * D * (8 * 5 - 2 * (2 + 1) + N), 0)),
+    # a filter network of width w = 32: parameters 4d² + 4d + 12d (short conv) + 2w² + 7w + 2·d·w + d
+    "hyena[filter_order=32]": ("hyena", {"filter_order": 32},
+                               (4 * D * D + 4 * D + 12 * D + 2 * 32 * 32 + 7 * 32 + 2 * D * 32 + D,
+                                B * (8 * N * D * D + 35 * N * D + 6 * D + 10 * N * D * 4)
+                                + 2 * N * 3 * 32 + 2 * 2 * N * 32 * 32 + 2 * N * 32 * 2 * D + 9 * N * 32 + 2 * N * D
+                                + 2.5 * 2 * D * 16 * 4 + 2 * (N + 1) * D, 0)),
+    # a convolution of width 2: its FLOPs 2·2·n·e and its weights e·2
+    "mamba[d_conv=2]": ("mamba", {"d_conv": 2},
+                        (6 * D * D + 4 * D * 4 + 110 * D - 2 * 128,
+                         B * (2 * N * D * 256 + 4 * N * 128 + 2 * N * 128 * 36 + 2 * N * 4 * 128 + 2 * N * 128 * D
+                              + 16 * N * 128 + 9 * 128 * 113 - 3 * 128 * 64 + 2 * (3 * 128 * 97 + 2 * 128 * 16))
+                         + 2 * 128 * 16, 0)),
 }
 CASES = [(name, name, {}, known) for name, known in KNOWN.items()]
 CASES += [(case, name, options, known) for case, (name, options, known) in OPTIONS.items()]
@@ -115,6 +127,27 @@ def test_train_cost_adds_the_input_gradient_and_where_there_are_parameters_their
         train = cls.cost(N, D, B, dtype, "train", **options)
         assert train.flops == flops * (3 if params else 2), dtype
         assert train.bytes_min == 2 * (TOKENS + params + constants) * itemsize + params * itemsize, dtype
+
+
+@pytest.mark.parametrize("name", sorted(KNOWN))
+def test_the_defaults_are_one_sample_in_float32_forward_and_every_count_is_an_int(name):
+    cls = mixers.get(name)
+    assert cls.flops(N, D) == cls.flops(N, D, 1) != cls.flops(N, D, 2)
+    assert cls.bytes_min(N, D) == cls.bytes_min(N, D, 1, torch.float32)
+    assert cls.cost(N, D) == cls.cost(N, D, 1, torch.float32, "forward")
+    for value in (cls.flops(N, D, B), cls.bytes_min(N, D, B), cls.param_count(N, D), *cls.cost(N, D, B, mode="train")):
+        assert type(value) is int, value
+
+
+def test_the_parts_counts_take_the_documented_defaults():
+    hyena, mamba = mixers.get("hyena"), mixers.get("mamba")
+    assert hyena.matmul_flops(N, D) == hyena.matmul_flops(N, D, 1, False, 64) != hyena.matmul_flops(N, D, 1, True, 64)
+    assert mamba.matmul_flops(N, D) == mamba.matmul_flops(N, D, 16, 2, 4)
+    assert mixers.get("linear-attention").matmul_flops(N, D) == mixers.get("linear-attention").matmul_flops(N, D, 64)
+    # mamba's Δ has rank ⌈d/16⌉: 3 at d = 33 (6d² + 4·d·R + 110·d parameters)
+    assert mamba.param_count(N, 33) == 6 * 33 * 33 + 4 * 33 * 3 + 110 * 33
+    assert mamba.matmul_flops(N, 33) == (2 * N * 33 * 132 + 8 * N * 66 + 2 * N * 66 * (3 + 32) + 2 * N * 3 * 66
+                                         + 2 * N * 66 * 33)
 
 
 def test_an_unknown_mode_is_refused_with_the_allowed_ones():

@@ -81,6 +81,10 @@ HAND_COUNTED = [
     ("pool", {"window": 7}, 2, 4, 1, 4 * (2 * 2 + 2)),  # a window wider than the sequence: each token sees both
     ("fft", {}, 2, 2, 1, 2 * 2.5 * 2 * 1 + 2 * 5 * 2 * 1),  # length 2: one butterfly each way (30)
     ("fft", {}, 1, 4, 1, 2.5 * 4 * 2),  # a single token: no FFT along the sequence
+    # an odd width keeps ⌊d/2⌋ + 1 = 7 columns of 13
+    ("hartley", {}, 6, 13, 1, rfft2(6, 13) + 2 * 6 * 7),
+    ("dct", {"method": "fft"}, 6, 13, 1, rfft2(6, 13) + 14 * 6 * 7),
+    ("gfnet", {}, 6, 13, 1, 2 * rfft2(6, 13) + 6 * 6 * 7),
 ]
 
 
@@ -106,6 +110,7 @@ def test_the_helpers_that_shape_the_counts():
     assert mixers.get("dft-monarch").factors(8, 64) == (2, 4, 8, 8)  # n1, n2 (n1 small), d1, d2 (d2 small)
     assert mixers.get("dft-monarch").factors(12, 384) == (3, 4, 24, 16)
     assert [mlp_mixer.hidden_size(8, e) for e in (0.01, 0.5, 2)] == [1, 4, 16]
+    assert mixers.get("gfnet").param_count(6, 13) == 2 * 6 * 7  # a complex weight per kept frequency
     from mixers import dct
 
     assert [dct.resolve(96, 96), dct.resolve(97, 96), dct.resolve(8, 8, "fft"), dct.resolve(512, 512, "matmul")] == \

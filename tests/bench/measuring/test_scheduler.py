@@ -364,3 +364,57 @@ def test_local_slots_are_one_per_device_or_per_worker():
 def test_a_sweep_report_counts_rows_by_status(tmp_path):
     report = runner.SweepReport(tmp_path, written=[{"status": "ok"}, {"status": "oom"}, {"status": "ok"}])
     assert report.counts() == {"ok": 2, "oom": 1}
+
+
+def test_a_worker_woken_without_a_whole_message_is_waited_for_again(moody, monkeypatch):
+    late = {"left": 1}
+
+    class Late(Moody):
+        def receive(self, timeout_s):
+            if late["left"] and self.inbox and self.inbox[0][0] == "row":
+                late["left"] -= 1
+                return None  # woken, but the message is not all there yet
+            return super().receive(timeout_s)
+
+    monkeypatch.setattr(runner, "Worker", Late)
+    rows = {}
+    scheduler = runner.Scheduler([runner.Slot(0)], lambda slot, round_: Late(slot, "cpu", "", None, round_), 5.0,
+                                 lambda item: ("point", item.as_dict(), PEAKS),
+                                 lambda item, status, reason: {"status": status, "error": reason},
+                                 lambda unit, item, row, slot: rows.setdefault(item.seq_len, row),
+                                 wait=lambda ready, timeout_s: [w for w in ready if w.inbox])
+    scheduler.run([runner.Unit(1, lengths(32, 64))])
+    assert [rows[n]["status"] for n in (32, 64)] == ["ok", "ok"] and late["left"] == 0
+
+
+def test_a_round_logged_twice_counts_once_and_a_record_without_a_row_is_ignored(tmp_path):
+    point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
+    with RunFolder(tmp_path) as folder:
+        book = runner._Rounds(folder, [point], 2, PEAKS)
+        row = fake_row(point, "", "ok")
+        assert book.add(point, 1, dict(row), runner.Slot(3)) is None
+        assert book.add(point, 1, dict(row), runner.Slot(3)) is None  # round 1 again: still one round in
+        final = book.add(point, 2, dict(row), runner.Slot(4))
+        assert final["rounds"] == 2 and final["device_index"] == "3+4" and point.key in book.final
+        logged = folder.rounds()
+        assert [(r["round"], r["device_index"], r["pid"]) for r in logged] == [(1, 3, 1), (1, 3, 1), (2, 4, 1)]
+        assert "_samples" not in logged[0]["row"] and logged[0]["samples"] == row["_samples"]
+        folder.append_round({"key": list(point.key), "round": 1})  # no row: not a record of this code
+        folder.append_round({"round": 2, "row": {"status": "ok", "source_hash": row["source_hash"]}})  # no key
+        assert runner._Rounds(folder, [point], 3, PEAKS).missing(point) == [3]
+
+
+def test_a_row_from_before_rounds_existed_counts_as_one_round(tmp_path):
+    point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
+    with RunFolder(tmp_path) as folder:
+        folder.append({**worker.base_row(point, ""), "status": "ok", "rounds": None})
+        assert runner._Rounds(folder, [point], 1, PEAKS).missing(point) == []
+        assert runner._Rounds(folder, [point], 2, PEAKS).missing(point) == [1, 2]
+
+
+def test_a_failed_round_is_final_at_once(tmp_path):
+    point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
+    with RunFolder(tmp_path) as folder:
+        book = runner._Rounds(folder, [point], 3, PEAKS)
+        final = book.add(point, 1, fake_row(point, "", "oom"), runner.Slot(0))
+        assert final["status"] == "oom" and final["rounds"] == 1 and book.missing(point) == []
