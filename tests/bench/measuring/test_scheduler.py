@@ -418,3 +418,49 @@ def test_a_failed_round_is_final_at_once(tmp_path):
         book = runner._Rounds(folder, [point], 3, PEAKS)
         final = book.add(point, 1, fake_row(point, "", "oom"), runner.Slot(0))
         assert final["status"] == "oom" and final["rounds"] == 1 and book.missing(point) == []
+        assert folder.rounds()[0]["samples"] == []  # a failed round timed nothing
+
+
+def test_series_run_in_the_plans_order_round_after_round(tmp_path, fake_workers):
+    sweep(tmp_path, rounds=2, mixers=("fft", "dct"), dtypes=("float32",), modes=("forward",), seq_lens=(32,))
+    assert [(p.mixer, r) for p, r in fake_workers.sent] == [("fft", 1), ("dct", 1), ("fft", 2), ("dct", 2)]
+
+
+def test_the_scheduler_waits_no_longer_than_the_soonest_deadline_and_reports_whom_it_failed(moody):
+    moody.mood = {64: "hang"}
+    waits, failed, recorded = [], [], []
+
+    def wait(ready, timeout_s):
+        waits.append(timeout_s)
+        return [w for w in ready if w.inbox]
+
+    def record(unit, item, row, slot):
+        recorded.append((item.seq_len, row["status"], slot))
+
+    scheduler = runner.Scheduler([runner.Slot(7)], lambda slot, round_: Moody(slot, "cpu", "", None, round_), 0.05,
+                                 lambda item: ("point", item.as_dict(), PEAKS),
+                                 lambda item, status, reason: failed.append(item.seq_len) or {"status": status},
+                                 record, wait=wait)
+    scheduler.run([runner.Unit(1, lengths(32, 64, 128))])
+    assert waits and all(0.0 <= timeout_s <= 0.05 for timeout_s in waits)
+    assert failed == [64, 128]  # the hung point, then the one its timeout cut off
+    assert recorded == [(32, "ok", runner.Slot(7)), (64, "timeout", runner.Slot(7)), (128, "timeout", runner.Slot(7))]
+    assert scheduler.counted == 2 and scheduler.done == 3  # the cut-off point was not timed
+
+
+def test_skip_sees_the_unit_an_item_belongs_to(fake_workers):
+    ran = []
+    scheduler = runner.Scheduler([runner.Slot(0)], lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_), 1.0,
+                                 lambda item: ("point", item.as_dict(), PEAKS),
+                                 lambda item, status, reason: {"status": status, "error": reason},
+                                 lambda unit, item, row, slot: ran.append((unit.round, item.seq_len, row["status"])),
+                                 skip=lambda unit, item: unit.round == 2 and item.seq_len == 64,
+                                 wait=lambda ready, timeout_s: [w for w in ready if w.inbox])
+    fake_workers.behaviour = staticmethod(lambda p: "oom" if p.seq_len == 32 else "ok")
+    scheduler.run([runner.Unit(1, lengths(64, 128)), runner.Unit(2, lengths(32, 64, 128))])
+    # round 2: 32 runs out of memory; 64 is skipped (not cut off again); 128 is cut off
+    assert ran == [(1, 64, "ok"), (1, 128, "ok"), (2, 32, "oom"), (2, 128, "oom")]
+
+
+def test_local_worker_slots_carry_the_thread_count():
+    assert [slot.threads for slot in runner.local_slots("cpu", workers=2, threads=3)] == [3, 3]

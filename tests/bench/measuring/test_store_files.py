@@ -47,14 +47,18 @@ def test_cut_torn_line_keeps_whole_lines_and_returns_them(tmp_path):
 
 def test_a_header_that_is_not_utf8_is_refused_not_a_crash(tmp_path):
     (tmp_path / "results.csv").write_bytes(b"\xff\xfe,time\n")
-    with pytest.raises(RunFolderError, match="something other than mixbench"):
+    with pytest.raises(RunFolderError) as error:
         RunFolder(tmp_path).open()
+    assert str(error.value) == (f"{tmp_path / 'results.csv'} has columns written by something other than mixbench; "
+                                f"it is left untouched: choose another --out")
 
 
 def test_a_header_of_an_older_mixbench_says_so(tmp_path):
     (tmp_path / "results.csv").write_text("mixer,seq_len\nfft,8\n")
-    with pytest.raises(RunFolderError, match="another version of mixbench"):
+    with pytest.raises(RunFolderError) as error:
         RunFolder(tmp_path).open()
+    assert str(error.value) == (f"{tmp_path / 'results.csv'} has columns written by another version of mixbench; "
+                                f"it is left untouched: choose another --out")
     (tmp_path / "results.csv").write_text("")
     RunFolder(tmp_path).open().close()  # an empty file has no header to refuse
 
@@ -120,3 +124,23 @@ def test_quality_rows_go_to_their_own_table(tmp_path):
         folder.quality.append({"task": "mqar", "status": "ok", "accuracy": 0.5})
         assert folder.quality.rows()[0]["accuracy"] == "0.5" and folder.rows() == []
     assert (tmp_path / "quality.csv").read_text().splitlines()[0] == ",".join(store.QUALITY_COLUMNS)
+
+
+def test_a_second_writer_is_told_who_holds_the_folder(tmp_path):
+    run_dir = tmp_path / "new" / "run"  # parents created as needed
+    first = RunFolder(run_dir).open()
+    try:
+        with pytest.raises(RunFolderError) as error:
+            RunFolder(run_dir).open()
+        assert str(error.value) == (f"another sweep (pid {os.getpid()}) is writing to {run_dir}; wait for it to "
+                                    f"finish or choose another --out")
+        (run_dir / ".lock").write_text("")  # a holder that has not written its pid yet
+        with pytest.raises(RunFolderError, match=r"^another sweep \(another process\) is writing"):
+            RunFolder(run_dir).open()
+    finally:
+        first.close()
+
+
+def test_closing_a_folder_never_opened_does_nothing(tmp_path):
+    RunFolder(tmp_path).close()
+    assert list(tmp_path.iterdir()) == []

@@ -36,6 +36,8 @@ def test_a_model_names_its_dtypes_by_their_share_of_flops():
     # a float16 fft at powers of two computes natively on CUDA: one dtype
     assert worker.compute_dtype_name(block("fft", dtype="float16")) == "float16"
     assert worker.compute_dtype_name(encoder("fft+attention:1")) == "bfloat16+float32"
+    # a feed-forward one unit wide: now the FFT holds most of the FLOPs, so float32 comes first
+    assert worker.compute_dtype_name(replace(block("fft"), ffn=1)) == "float32+bfloat16"
     parts = worker.cost_parts(block("fft"))
     flops = {}
     for part in parts:
