@@ -104,3 +104,22 @@ def test_the_time_left_is_the_mean_time_per_item_times_the_items_left(monkeypatc
     assert scheduler._eta() == 30.0  # 5 s an item, 6 items left
     scheduler.done = 12
     assert scheduler._eta() == 0.0
+
+
+def test_the_worst_load_is_kept_even_from_an_earlier_round_and_missing_readings_count_as_zero():
+    row = runner.combine_rounds(POINT, [record(1, [1.0], load_avg=4.0), record(2, [1.0], load_avg=0.1)], 2, PEAKS)
+    assert row["load_avg"] == 4.0
+    assert row["reserved_mem_mb"] == 0.0 and row["resident_mem_mb"] == 0.0  # no round measured them (a CPU)
+
+
+def test_a_failure_without_a_reason_keeps_an_empty_one():
+    first = record(1, [], status="error")
+    del first["row"]["error"]
+    assert runner.combine_rounds(POINT, [first], 2, PEAKS)["error"] == ""
+    second = record(2, [], status="oom")
+    del second["row"]["error"]
+    assert runner.combine_rounds(POINT, [record(1, [1.0]), second], 2, PEAKS)["error"] == "round 2 of 2: "
+
+
+def test_a_quantile_past_the_whole_weight_of_three_values_is_the_largest():
+    assert runner.weighted_quantile([(3.0, 1.0), (1.0, 1.0), (2.0, 1.0)], 1.5) == 3.0

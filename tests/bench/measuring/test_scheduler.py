@@ -238,6 +238,10 @@ class Moody(FakeWorker):
     mood = {}  # seq_len -> "die" | "hang" | "fatal"
     broken_pipe_once = set()  # seq_lens whose first send fails
 
+    def receive(self, timeout_s):
+        self.receive_timeouts = [*getattr(self, "receive_timeouts", []), timeout_s]
+        return super().receive(timeout_s)
+
     def send(self, message):
         if message[0] == "point":
             seq_len = message[1]["seq_len"]
@@ -271,10 +275,11 @@ def scheduled(points, timeout_s=5.0, cut=True, progress=None):
         return workers[-1]
 
     def record(unit, item, row, slot):
-        rows[item.seq_len] = row
+        rows[item.seq_len] = {**row, "slot": slot}
 
     scheduler = runner.Scheduler([runner.Slot(0)], start, timeout_s, lambda item: ("point", item.as_dict(), PEAKS),
-                                 lambda item, status, reason: {"status": status, "error": reason}, record,
+                                 lambda item, status, reason: {"status": status, "error": reason,
+                                                               "item": item.seq_len}, record,
                                  progress=progress, total=len(points),
                                  wait=lambda ready, timeout_s: [w for w in ready if w.inbox])
     scheduler.run([runner.Unit(1, list(points), cut=cut)])
@@ -296,6 +301,8 @@ def test_a_worker_that_dies_costs_its_point_an_error_and_a_fresh_worker_goes_on(
     moody.mood = {64: "die"}
     rows, scheduler, workers = scheduled(lengths(32, 64, 128))
     assert [rows[n]["status"] for n in (32, 64, 128)] == ["ok", "error", "ok"]
+    assert rows[64]["item"] == 64 and rows[64]["slot"] == runner.Slot(0)  # failed() and record() got the point
+    assert all(timeout_s == 0 for worker in workers for timeout_s in worker.receive_timeouts)  # never blocks
     assert rows[64]["error"] == "worker process closed its pipe while measuring this point"
     assert len(workers) == 2 and workers[0].dead
     assert scheduler.done == 3 and scheduler.workers == {}
@@ -460,6 +467,10 @@ def test_skip_sees_the_unit_an_item_belongs_to(fake_workers):
     scheduler.run([runner.Unit(1, lengths(64, 128)), runner.Unit(2, lengths(32, 64, 128))])
     # round 2: 32 runs out of memory; 64 is skipped (not cut off again); 128 is cut off
     assert ran == [(1, 64, "ok"), (1, 128, "ok"), (2, 32, "oom"), (2, 128, "oom")]
+
+
+def test_a_scheduler_told_nothing_counts_no_total():
+    assert runner.Scheduler([], None, 1.0, None, None, None).total == 0
 
 
 def test_local_worker_slots_carry_the_thread_count():
