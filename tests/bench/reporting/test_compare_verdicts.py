@@ -171,3 +171,25 @@ def test_no_figure_without_a_point_that_ran_in_both():
     table = compare.match(pd.DataFrame([row(status="oom")]), pd.DataFrame([row()]))
     assert compare.ratio_figure(table) is None
     assert math.isnan(table.iloc[0]["time_ratio"])
+
+
+def test_the_summary_of_runs_with_nothing_in_common_is_empty_with_its_columns():
+    summary = compare.summarize(compare.match(pd.DataFrame([row(status="oom")]), pd.DataFrame([row()])))
+    assert summary.empty and list(summary.columns) == [
+        "mixer", "scope", "dtype", "mode", "points", "time_ratio_geomean", "time_ratio_min", "time_ratio_max",
+        "mem_ratio_geomean", "slower", "faster", "within_noise", "verdict"]
+
+
+def test_every_count_and_key_of_a_mixers_summary():
+    fast, slow, mid = (dict(time_ms=t, lo=t, hi=t) for t in (1.0, 4.0, 1.1))
+    a = pd.DataFrame([row("fft", 512, **fast), row("dct", 512, **slow), row("dct", 1024, **fast),
+                      row("linear", 512, **fast), row("hadamard", 512, **fast, mode="train")])
+    b = pd.DataFrame([row("fft", 512, **mid), row("dct", 512, **fast), row("dct", 1024, **mid),
+                      row("linear", 512, **slow), row("hadamard", 512, **mid, mode="train")])
+    summary = compare.summarize(compare.match(a, b))
+    got = {r.mixer: (r.scope, r.dtype, r.mode, r.points, r.slower, r.faster, r.within_noise, r.verdict)
+           for r in summary.itertuples()}
+    assert got == {"fft": ("mixer", "float32", "forward", 1, 0, 0, 1, "within-noise"),  # one point, within noise
+                   "dct": ("mixer", "float32", "forward", 2, 0, 1, 1, "mixed"),  # one point faster, one not
+                   "linear": ("mixer", "float32", "forward", 1, 1, 0, 0, "slower"),
+                   "hadamard": ("mixer", "float32", "train", 1, 0, 0, 1, "within-noise")}
