@@ -28,7 +28,7 @@ from torch import nn
 
 __all__ = [
     "CPU_DTYPES", "CUDA_DTYPES", "Cost", "Support", "TokenMixer", "UnknownMixerError",
-    "UnsupportedError", "available", "build", "clear_caches", "get", "register",
+    "UnsupportedError", "available", "build", "clear_caches", "get", "mode_cost", "register",
 ]
 
 CPU_DTYPES = (torch.float32, torch.float64)
@@ -137,13 +137,20 @@ class TokenMixer(nn.Module):
         """
         flops = cls.flops(seq_len, dim, batch, **options)
         nbytes = cls.bytes_min(seq_len, dim, batch, dtype, **options)
-        if mode == "forward":
-            return Cost(flops, nbytes)
-        if mode != "train":
-            raise ValueError(f"unknown mode {mode!r} (allowed: forward, train)")
-        params = cls.param_count(seq_len, dim, **options)
         itemsize = torch.empty((), dtype=dtype).element_size()
-        return Cost(flops * (3 if params else 2), 2 * nbytes + params * itemsize)
+        return mode_cost(flops, nbytes, cls.param_count(seq_len, dim, **options), itemsize, mode)
+
+
+def mode_cost(flops: int, bytes_min: int, params: int, itemsize: int, mode: str) -> Cost:
+    """Cost in `mode` of a call with these forward FLOPs and bytes and `params` trained parameters.
+
+    TokenMixer.cost's rule, with one home for every caller (bench.models' parts use it too).
+    """
+    if mode == "forward":
+        return Cost(flops, bytes_min)
+    if mode != "train":
+        raise ValueError(f"unknown mode {mode!r} (allowed: forward, train)")
+    return Cost(flops * (3 if params else 2), 2 * bytes_min + params * itemsize)
 
 
 _REGISTRY: dict[str, type[TokenMixer]] = {}

@@ -51,18 +51,9 @@ class Part(NamedTuple):
     compute_dtype: torch.dtype
 
 
-class _Counted:
-    """Answers the three questions `TokenMixer.cost` asks of a class with fixed numbers."""
-
-    def __init__(self, flops: int, bytes_min: int, params: int):
-        self.flops = lambda *args, **options: flops
-        self.bytes_min = lambda *args, **options: bytes_min
-        self.param_count = lambda *args, **options: params
-
-
 def counted_cost(flops: int, bytes_min: int, params: int, dtype: torch.dtype, mode: str) -> mixers.Cost:
     """Cost in `mode` of a part with these forward FLOPs, bytes and trained parameters, by TokenMixer.cost's rule."""
-    return mixers.TokenMixer.cost.__func__(_Counted(flops, bytes_min, params), 1, 1, 1, dtype, mode)
+    return mixers.mode_cost(flops, bytes_min, params, _itemsize(dtype), mode)
 
 
 def _itemsize(dtype: torch.dtype) -> int:

@@ -125,6 +125,15 @@ def _device(compared: pd.DataFrame, side: str) -> str:
 
 
 def plot(compared: pd.DataFrame, path: Path, name_a: str = "A", name_b: str = "B") -> Path | None:
+    """Draw `ratio_figure` into `path`; None where no point ran in both."""
+    fig = ratio_figure(compared, name_a, name_b)
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=style.DPI)
+    return path
+
+
+def ratio_figure(compared: pd.DataFrame, name_a: str = "A", name_b: str = "B"):
     """Time ratio B / A against length, one line per mixer, one panel per (dtype, mode); None without data."""
     matched = compared[compared["time_ratio"] > 0]
     if matched.empty:
@@ -161,8 +170,7 @@ def plot(compared: pd.DataFrame, path: Path, name_a: str = "A", name_b: str = "B
     device_a, device_b = _device(compared, "a"), _device(compared, "b")
     fig.suptitle(f"Time ratio B / A per point\nA = {name_a}{f' ({device_a})' if device_a else ''} · "
                  f"B = {name_b}{f' ({device_b})' if device_b else ''}", fontsize=11, y=1 - 0.1 / height, va="top")
-    fig.savefig(path, dpi=style.DPI)
-    return path
+    return fig
 
 
 def default_threshold(run_a, run_b) -> float:

@@ -384,11 +384,16 @@ _PLOTS = {"time": _line_plot, "memory": _line_plot, "throughput": _line_plot, "p
           "winners": _winners_plot, "roofline": _roofline_plot, "modes": _modes_plot}
 
 
+def figure_of(kind: str, rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFrame):
+    """The Figure of plot `kind` for one group's rows (scaling: its fitted exponents); None when it has no data."""
+    plot = _PLOTS[kind]
+    return plot(kind, rows, key, env, scaling) if plot is _line_plot else plot(rows, key, env, scaling)
+
+
 def _render(job) -> Path | None:
     """Draw one plot and save it; None when it has no data."""
     kind, rows, key, env, scaling, path = job
-    plot = _PLOTS[kind]
-    fig = plot(kind, rows, key, env, scaling) if plot is _line_plot else plot(rows, key, env, scaling)
+    fig = figure_of(kind, rows, key, env, scaling)
     if fig is None:
         return None
     fig.savefig(path, dpi=style.DPI)

@@ -58,3 +58,68 @@ def test_memory_and_load_take_the_worst_round():
     row = runner.combine_rounds(POINT, [record(1, [1.0], peak_mem_mb=3.0, load_avg=0.1),
                                         record(2, [1.0], peak_mem_mb=2.0, load_avg=4.0)], 2, PEAKS)
     assert row["peak_mem_mb"] == 3.0 and row["load_avg"] == 4.0
+
+
+def test_the_row_is_the_last_ok_rounds_with_the_rounds_pooled_over_it():
+    first = record(1, [1.0, 1.0, 1.0], measured_at="first", compute_dtype="float32")
+    second = record(2, [2.0, 2.0, 2.0], measured_at="second", compute_dtype="float32")
+    row = runner.combine_rounds(POINT, [second, first], 2, PEAKS)
+    assert row["measured_at"] == "second" and row["rounds"] == 2
+    failed = record(3, [], status="error", error="boom", measured_at="third")
+    row = runner.combine_rounds(POINT, [first, failed], 3, PEAKS)
+    assert row["measured_at"] == "first" and row["status"] == "error"  # the ok round's numbers, the failure's status
+    only_failed = runner.combine_rounds(POINT, [failed], 3, PEAKS)
+    assert only_failed["measured_at"] == "third" and "time_ms_lo" not in only_failed
+
+
+def test_energy_is_the_mean_of_the_rounds_that_measured_it_and_memory_the_largest():
+    rounds = [record(1, [1.0], energy_mj=2.0, reserved_mem_mb=5.0, resident_mem_mb=1.0),
+              record(2, [1.0], energy_mj=4.0, reserved_mem_mb=3.0, resident_mem_mb=7.0),
+              record(3, [1.0], energy_mj=None)]
+    row = runner.combine_rounds(POINT, rounds, 3, PEAKS)
+    assert row["energy_mj"] == 3.0 and row["reserved_mem_mb"] == 5.0 and row["resident_mem_mb"] == 7.0
+    assert runner.combine_rounds(POINT, [record(1, [1.0]), record(2, [1.0])], 2, PEAKS)["energy_mj"] is None
+
+
+def test_the_row_names_the_devices_its_rounds_ran_on():
+    a, b = record(1, [1.0]), record(2, [1.0])
+    b["device_index"] = 1
+    assert runner.combine_rounds(POINT, [a, b], 2, PEAKS)["device_index"] == "0+1"
+    b["device_index"] = 0
+    assert runner.combine_rounds(POINT, [a, b], 2, PEAKS)["device_index"] == "0"
+    a["device_index"] = b["device_index"] = None
+    assert runner.combine_rounds(POINT, [a, b], 2, PEAKS)["device_index"] == ""
+
+
+def test_a_quantile_past_the_whole_weight_is_the_largest_value():
+    assert runner.weighted_quantile([(2.0, 1.0), (1.0, 1.0)], 1.5) == 2.0
+    assert runner.weighted_quantile([(2.0, 1.0), (1.0, 3.0)], 0.75) == 1.0  # reached exactly at 1.0
+
+
+def test_the_time_left_is_the_mean_time_per_item_times_the_items_left(monkeypatch):
+    scheduler = runner.Scheduler([], None, 1.0, None, None, None, total=10, done=4)
+    assert scheduler._eta() is None  # nothing finished yet: no estimate
+    scheduler.started, scheduler.counted = 100.0, 2
+    monkeypatch.setattr(runner.time, "monotonic", lambda: 110.0)
+    assert scheduler._eta() == 30.0  # 5 s an item, 6 items left
+    scheduler.done = 12
+    assert scheduler._eta() == 0.0
+
+
+def test_the_worst_load_is_kept_even_from_an_earlier_round_and_missing_readings_count_as_zero():
+    row = runner.combine_rounds(POINT, [record(1, [1.0], load_avg=4.0), record(2, [1.0], load_avg=0.1)], 2, PEAKS)
+    assert row["load_avg"] == 4.0
+    assert row["reserved_mem_mb"] == 0.0 and row["resident_mem_mb"] == 0.0  # no round measured them (a CPU)
+
+
+def test_a_failure_without_a_reason_keeps_an_empty_one():
+    first = record(1, [], status="error")
+    del first["row"]["error"]
+    assert runner.combine_rounds(POINT, [first], 2, PEAKS)["error"] == ""
+    second = record(2, [], status="oom")
+    del second["row"]["error"]
+    assert runner.combine_rounds(POINT, [record(1, [1.0]), second], 2, PEAKS)["error"] == "round 2 of 2: "
+
+
+def test_a_quantile_past_the_whole_weight_of_three_values_is_the_largest():
+    assert runner.weighted_quantile([(3.0, 1.0), (1.0, 1.0), (2.0, 1.0)], 1.5) == 3.0

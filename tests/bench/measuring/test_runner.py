@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -105,7 +106,35 @@ def test_sweep_api_returns_a_dataframe_of_its_points(tmp_path):
     table = bench.sweep(mixers=[name], seq_lens=[16, 32], dims=[8], modes="forward", dtypes="float32",
                         device="cpu", out=tmp_path / "run", budget_s=0.01)
     assert list(table.seq_len) == [16, 32] and set(table.status) == {"ok"}
-    assert (table.time_ms > 0).all() and (table.peak_mem_mb >= 0).all()
+    assert (table.time_ms > 0).all()
+    assert (table.peak_mem_mb >= 0.99 * table.batch * table.seq_len * 8 * 4 / 2**20).all()  # the fp32 output at least
     assert table.attrs["run_dir"] == str(tmp_path / "run")
     env = RunFolder(tmp_path / "run").read_env()
     assert env["device"] == "cpu" and env["peak_tflops"]["float32"] > 0 and env["finished_at"]
+
+
+def test_a_mixer_edited_between_two_sweeps_is_measured_again(tmp_path, mixbench):
+    """A plugin mixer's file changes between sweeps into the same folder: its point runs again, with the new hash."""
+    from bench.reporting import analysis
+
+    plugin = tmp_path / "plugin"
+    (plugin / "planted_mixers-0.0.dist-info").mkdir(parents=True)
+    (plugin / "planted_mixers-0.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: planted-mixers\n"
+                                                                      "Version: 0.0\n")
+    (plugin / "planted_mixers-0.0.dist-info" / "entry_points.txt").write_text("[mixbench.mixers]\n"
+                                                                              "planted = planted_mixers\n")
+    source = (Path(__file__).parents[2] / "plugins" / "planted_mixers.py").read_text()
+    (plugin / "planted_mixers.py").write_text(source)
+    run_dir = tmp_path / "run"
+    args = ("sweep", "--mixers", "planted-identity", "--seq-lens", "8", "--dims", "4", "--modes", "forward",
+            "--budget", "0.01", "--min-reps", "3", "--rounds", "1", "--out", str(run_dir), "--no-report")
+    first = mixbench(*args, extra_path=plugin)
+    assert first.returncode == 0, first.stderr
+    (plugin / "planted_mixers.py").write_text(source.replace("return x.clone()", "return x.clone()  # edited", 1))
+    second = mixbench(*args, extra_path=plugin)
+    assert second.returncode == 0, second.stderr
+    assert "measured 1 points" in second.stdout and "; 0 already in" in second.stdout
+    rows = read_rows(run_dir)
+    assert len(rows) == 2 and rows[0]["source_hash"] != rows[1]["source_hash"]
+    table = analysis.load_results(run_dir)
+    assert len(table) == 1 and table["source_hash"].iloc[0] == rows[1]["source_hash"]
