@@ -25,7 +25,7 @@ import re
 import time
 
 import ray
-from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError, RayError
+from ray.exceptions import ActorUnavailableError, AuthenticationError, GetTimeoutError, RayActorError, RayError
 
 from bench.measuring import env as environment
 from bench.measuring import measure
@@ -85,6 +85,13 @@ def connect(address: str | None) -> None:
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except (ConnectionError, ValueError, RuntimeError) as exc:
+        cause = exc
+        while cause is not None and not isinstance(cause, AuthenticationError):
+            cause = cause.__cause__ or cause.__context__
+        if cause is not None:  # Ray enables token auth by itself only for clusters it finds, not for an address
+            raise PlanError(f"--ray-address {address}: the cluster asks for its token; set RAY_AUTH_MODE=token, with "
+                            f"the token in ~/.ray/auth_token or RAY_AUTH_TOKEN (see "
+                            f"https://docs.ray.io/en/latest/ray-security/token-auth.html)") from None
         where = f"at {address}" if address not in (None, "auto") else "running on this machine"
         raise PlanError(f"--ray-address {address}: no Ray cluster {where} answered ({one_line(exc)}); start one with "
                         f"`ray start --head`, or leave out --ray-address to start one here") from None
