@@ -214,7 +214,7 @@ def _plan_sweep(pool, preset, mixers_, seq_lens, dims, batches, tokens, dtypes, 
     if remote:
         slots, warnings = _ray_slots(pool, device, workers, threads)
         out_path = _check_out(Path(out) if out is not None
-                              else default_out(preset, device, pool.machine(device)["device_name"]))
+                              else default_out(preset, device, (pool.machine(device) or {}).get("device_name")))
     else:
         slots, warnings = _workers(device, workers, devices, threads)
         out_path = _check_out(Path(out) if out is not None else default_out(preset, device))
@@ -288,7 +288,7 @@ def _plan_quality(pool, preset, tasks, mixers_, seq_lens, dims, layers, steps, l
     if remote:  # training runs do not time each other: fill the cluster (a GPU, or `threads` CPUs, each)
         slots, _ = _ray_slots(pool, device, workers, threads, fill=True)
         out_path = _check_out(Path(out) if out is not None else default_out(
-            plan.default_preset(device), device, pool.machine(device)["device_name"]))
+            plan.default_preset(device), device, (pool.machine(device) or {}).get("device_name")))
         return QualityPlan(preset, device, axes, runs, out_path, slots, (), pool)
     cores = os.cpu_count() or 1
     default_workers = min(2, cores) if device == "cpu" else 1

@@ -114,6 +114,8 @@ class RayBackend:
             self.close()
             raise
         self.nodes = len(nodes)
+        # a cluster of this machine alone (a local instance, the tests' cluster) measures here: no probe needed
+        self.here = all(node.get("NodeManagerAddress") == ray.util.get_node_ip_address() for node in nodes)
         self.cpus = int(ray.cluster_resources().get("CPU", 0))
         self.options: dict = {}
         self._machine: dict | None = None
@@ -150,8 +152,12 @@ class RayBackend:
         self.options["runtime_env"] = {"env_vars": {"PYTHONPATH": code_path()}}
         return [Slot(index, {}, threads) for index in range(count)]
 
-    def machine(self, device: str) -> dict:
-        """`environment.machine(device)` as a worker of this run finds it (asked once, by a probe task)."""
+    def machine(self, device: str) -> dict | None:
+        """`environment.machine(device)` as a worker of this run finds it (None when the cluster is this machine)."""
+        return None if self.here else self.probe(device)
+
+    def probe(self, device: str) -> dict:
+        """`environment.machine(device)` as a worker of this run finds it (asked once, by a task)."""
         if self._machine is None:
             # a task of env.py's own function: its process imports torch and env.py, not the mixers
             probe = ray.remote(environment.machine).options(**self.options, max_retries=0).remote(device)

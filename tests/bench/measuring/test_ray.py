@@ -321,3 +321,16 @@ def test_a_point_in_flight_on_a_node_that_goes_away_is_handed_back(cluster):
         assert not worker.alive()
     finally:
         worker.kill()
+
+
+@needs_ray
+@pytest.mark.slow
+def test_a_worker_of_the_run_reports_the_machine_it_measures_on(cluster):
+    from bench.measuring.ray_backend import RayBackend
+
+    backend = RayBackend()
+    assert backend.here and backend.machine("cpu") is None  # a cluster of this machine alone: asked here
+    backend.slots(None, 1)
+    facts = backend.probe("cpu")  # what a cluster of other machines is asked, by a task with a worker's resources
+    assert facts["device_name"] == environment.device_facts("cpu")["device_name"]
+    assert facts["device"] == "cpu" and facts["torch"] and "git_commit" not in facts
