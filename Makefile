@@ -27,6 +27,10 @@ $(VENV)/.installed: pyproject.toml
 	  || echo "install: could not get setuptools>=71 (offline?); trying with the one there"
 	@# wheels in .whl/ (e.g. carried to an offline GPU machine: `pip download tqdm hypothesis -d .whl`) are used first
 	$(VPY) -m pip install -q --no-build-isolation $(if $(wildcard .whl/*.whl),--find-links .whl) -e '.[test]'
+	@# Ray (--backend ray) is optional: a machine without network, or without room to carry its ~80 MB wheel, goes on
+	@$(VPY) -c 'import ray' 2>/dev/null || $(VPY) -m pip install -q --retries 0 --timeout 20 --no-build-isolation \
+	  $(if $(wildcard .whl/*.whl),--find-links .whl) -e '.[ray]' >/dev/null 2>&1 \
+	  || echo "install: ray was not installed (no network?): --backend ray and its tests are unavailable; add it later with $(VPY) -m pip install -e '.[ray]'"
 	@touch $@
 
 test: install

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import mixers
@@ -28,6 +28,7 @@ class SweepPlan:
     out: Path
     slots: list[runner.Slot]
     warnings: tuple[str, ...] = ()
+    backend: object = field(default_factory=runner.LocalBackend)  # whose workers measure; close() it when done
 
 
 @dataclass(frozen=True)
@@ -39,15 +40,17 @@ class QualityPlan:
     out: Path
     slots: list[runner.Slot]
     warnings: tuple[str, ...] = ()
+    backend: object = field(default_factory=runner.LocalBackend)
 
 
 def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "device"
 
 
-def default_out(preset: str | None, device: str) -> Path:
-    """results/<preset>-<device name>: rerunning the same sweep resumes the same folder."""
-    name = environment.device_facts(device)["device_name"]
+def default_out(preset: str | None, device: str, device_name: str | None = None) -> Path:
+    """results/<preset>-<device name>: rerunning the same sweep resumes the same folder (`device_name`: the
+    name a remote worker found, when the points are measured elsewhere)."""
+    name = device_name or environment.device_facts(device)["device_name"]
     return REPO_RESULTS / f"{preset or 'custom'}-{_slug(name)}"
 
 
@@ -70,6 +73,39 @@ def _positive(**values) -> None:
     for name, value in values.items():
         if value is not None and not value > 0:
             raise PlanError(f"--{name.replace('_', '-')} must be a positive number, got {value!r}")
+
+
+BACKENDS = ("local", "ray")
+
+
+def _backend(backend: str, ray_address: str | None, gpu_type: str | None, devices):
+    """The backend named by --backend (connected to its cluster for ray); raises PlanError."""
+    if backend not in BACKENDS:
+        raise PlanError(f"unknown backend {backend!r} (allowed: {', '.join(BACKENDS)})")
+    if backend == "local":
+        for name, value in (("ray-address", ray_address), ("gpu-type", gpu_type)):
+            if value is not None:
+                raise PlanError(f"--{name} is for --backend ray")
+        return runner.LocalBackend()
+    if devices is not None:
+        raise PlanError("--devices picks this machine's GPUs; with --backend ray use --workers N and --gpu-type TYPE")
+    try:
+        from bench.measuring import ray_backend
+    except ImportError as exc:
+        raise PlanError(f"--backend ray needs the ray package, which is not importable here ({exc}); install it "
+                        f"with `make install` or `pip install 'mixbench[ray]'`") from None
+    return ray_backend.RayBackend(ray_address, gpu_type)
+
+
+def _ray_slots(pool, device: str, workers, threads: int | None, fill: bool = False) -> tuple[list[runner.Slot], tuple]:
+    """Slots of Ray actors, and the warnings they deserve."""
+    count = plan.parse_int(workers, "workers") if workers is not None else None
+    slots = pool.slots(count, threads, fill=fill)
+    warnings = ()
+    if device == "cpu" and len(slots) > 1 and not fill:
+        warnings = (f"{len(slots)} Ray workers measure on CPUs: those on one node share its cores and memory "
+                    f"bandwidth, so their timings interfere; compare timings only from one-worker runs",)
+    return slots, warnings
 
 
 def _workers(device: str, workers, devices, threads: int | None, default: int = 1) -> tuple[list[runner.Slot], tuple]:
@@ -104,9 +140,28 @@ def _workers(device: str, workers, devices, threads: int | None, default: int = 
 def plan_sweep(preset: str | None = None, *, mixers_=None, seq_lens=None, dims=None, batches=None, tokens=None,
                dtypes=None, modes=None, scopes=None, model=None, layers=None, ffn=None, vocab=None, norm=None,
                rounds=None, device: str = "auto", out: str | Path | None = None, timeout_s: float | None = None,
-               budget_s: float | None = None, min_reps: int | None = None, workers=None, devices=None) -> SweepPlan:
-    """Validate every input and expand it into points; raises PlanError (one line) on bad input."""
-    device = plan.resolve_device(device)
+               budget_s: float | None = None, min_reps: int | None = None, workers=None, devices=None, threads=None,
+               backend: str = "local", ray_address: str | None = None, gpu_type: str | None = None) -> SweepPlan:
+    """Validate every input and expand it into points; raises PlanError (one line) on bad input.
+
+    With backend="ray" this connects to the Ray cluster (its GPUs decide device="auto"); the plan's
+    backend is to be closed when the run is done.
+    """
+    threads = plan.parse_int(threads, "threads") if threads is not None else None
+    pool = _backend(backend, ray_address, gpu_type, devices)
+    try:
+        return _plan_sweep(pool, preset, mixers_, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model, layers,
+                           ffn, vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers, devices,
+                           threads)
+    except BaseException:
+        pool.close()
+        raise
+
+
+def _plan_sweep(pool, preset, mixers_, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model, layers, ffn,
+                vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers, devices, threads) -> SweepPlan:
+    remote = pool.name != "local"
+    device = pool.device(device) if remote else plan.resolve_device(device)
     axes_given = (mixers_, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model)
     if preset is None and not any(v is not None for v in axes_given):
         preset = plan.default_preset(device)
@@ -156,25 +211,45 @@ def plan_sweep(preset: str | None = None, *, mixers_=None, seq_lens=None, dims=N
             count, seq_len = short[0]
             raise PlanError(f"--tokens {count} is fewer than one sequence of {seq_len} tokens (allowed: --tokens at "
                             f"least the longest of --seq-lens, {max(axes.seq_lens)})")
-    slots, warnings = _workers(device, workers, devices, None)
-    out_path = _check_out(Path(out) if out is not None else default_out(preset, device))
-    return SweepPlan(preset, device, axes, points, out_path, slots, warnings)
+    if remote:
+        slots, warnings = _ray_slots(pool, device, workers, threads)
+        out_path = _check_out(Path(out) if out is not None
+                              else default_out(preset, device, (pool.machine(device) or {}).get("device_name")))
+    else:
+        slots, warnings = _workers(device, workers, devices, threads)
+        out_path = _check_out(Path(out) if out is not None else default_out(preset, device))
+    return SweepPlan(preset, device, axes, points, out_path, slots, warnings, pool)
 
 
 def run_plan(sweep_plan: SweepPlan, *, flush_l2: bool = False, progress=None) -> runner.SweepReport:
     """Measure a planned sweep into its folder (resuming it)."""
     return runner.run(sweep_plan.points, sweep_plan.axes, sweep_plan.device, sweep_plan.out,
-                      preset=sweep_plan.preset, flush_l2=flush_l2, progress=progress, slots=sweep_plan.slots)
+                      preset=sweep_plan.preset, flush_l2=flush_l2, progress=progress, slots=sweep_plan.slots,
+                      backend=sweep_plan.backend)
 
 
 def plan_quality(preset: str | None = None, *, tasks=None, mixers_=None, seq_lens=None, dims=None, layers=None,
                  steps=None, lrs=None, seeds=None, batch=None, norm=None, shift=None, device: str = "auto",
                  out: str | Path | None = None, timeout_s: float | None = None, workers=None,
-                 devices=None) -> QualityPlan:
+                 devices=None, threads=None, backend: str = "local", ray_address: str | None = None,
+                 gpu_type: str | None = None) -> QualityPlan:
     """Validate the input of a quality run and expand it into training runs; raises PlanError (one line)."""
+    threads = plan.parse_int(threads, "threads") if threads is not None else None
+    pool = _backend(backend, ray_address, gpu_type, devices)
+    try:
+        return _plan_quality(pool, preset, tasks, mixers_, seq_lens, dims, layers, steps, lrs, seeds, batch, norm,
+                             shift, device, out, timeout_s, workers, devices, threads)
+    except BaseException:
+        pool.close()
+        raise
+
+
+def _plan_quality(pool, preset, tasks, mixers_, seq_lens, dims, layers, steps, lrs, seeds, batch, norm, shift, device,
+                  out, timeout_s, workers, devices, threads) -> QualityPlan:
     from bench import tasks as task_registry
 
-    device = plan.resolve_device(device)
+    remote = pool.name != "local"
+    device = pool.device(device) if remote else plan.resolve_device(device)
     if preset is None:
         preset = plan.default_preset(device)
     if preset not in QUALITY_PRESETS:
@@ -209,14 +284,20 @@ def plan_quality(preset: str | None = None, *, tasks=None, mixers_=None, seq_len
             if not support:
                 raise PlanError(f"task {task} cannot run at --seq-lens {seq_len}: {support.reason}")
     runs = plan.expand_quality(axes, device)
+    # by default beside this device's default sweep, so `make bench` draws both frontiers in one report
+    if remote:  # training runs do not time each other: fill the cluster (a GPU, or `threads` CPUs, each)
+        slots, _ = _ray_slots(pool, device, workers, threads, fill=True)
+        out_path = _check_out(Path(out) if out is not None else default_out(
+            plan.default_preset(device), device, (pool.machine(device) or {}).get("device_name")))
+        return QualityPlan(preset, device, axes, runs, out_path, slots, (), pool)
     cores = os.cpu_count() or 1
     default_workers = min(2, cores) if device == "cpu" else 1
     count = plan.parse_int(workers, "workers") if workers is not None else (axes.workers or default_workers)
-    threads = max(1, cores // count) if device == "cpu" else None
+    if threads is None:
+        threads = max(1, cores // count) if device == "cpu" else None
     slots, _ = _workers(device, count if devices is None else None, devices, threads, default_workers)
-    # by default beside this device's default sweep, so `make bench` draws both frontiers in one report
     out_path = _check_out(Path(out) if out is not None else default_out(plan.default_preset(device), device))
-    return QualityPlan(preset, device, axes, runs, out_path, slots)
+    return QualityPlan(preset, device, axes, runs, out_path, slots, (), pool)
 
 
 def run_quality(quality_plan: QualityPlan, *, progress=None) -> runner.SweepReport:
@@ -229,7 +310,7 @@ def run_quality(quality_plan: QualityPlan, *, progress=None) -> runner.SweepRepo
                              for task, s in ((task, axes.setting(task)) for task in axes.tasks)}}
     return runner.run_training(quality_plan.runs, quality_plan.device, quality_plan.out, timeout_s=axes.timeout_s,
                                preset=quality_plan.preset, progress=progress, slots=quality_plan.slots,
-                               settings=settings)
+                               settings=settings, backend=quality_plan.backend)
 
 
 def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes=None, modes=None, *,

@@ -140,10 +140,22 @@ def _resume_hint(args) -> str:
     return "mixbench " + " ".join(sys.argv[1:]) if sys.argv[1:] else f"mixbench {args.command}"
 
 
+def _pool_options(args) -> dict:
+    return dict(workers=args.workers, devices=args.devices, threads=args.threads, backend=args.backend,
+                ray_address=args.ray_address, gpu_type=args.gpu_type)
+
+
+def _pool_text(slots, backend) -> str:
+    """'2 workers of 1 thread', '4 Ray workers', ..."""
+    kind = " Ray" if backend.name == "ray" else ""
+    threads = f" of {slots[0].threads} thread{'s' if slots[0].threads > 1 else ''}" if slots[0].threads else ""
+    return f"{len(slots)}{kind} worker{'s' if len(slots) > 1 else ''}{threads}"
+
+
 def cmd_sweep(args) -> int:
     from bench import api
     from bench.measuring.plan import PlanError
-    from bench.measuring.runner import Interrupted, interrupts
+    from bench.measuring.runner import Interrupted, StartError, interrupts
     from bench.measuring.store import RunFolderError
 
     try:
@@ -152,14 +164,16 @@ def cmd_sweep(args) -> int:
                                     scopes=args.scope, model=args.model, layers=args.layers, ffn=args.ffn,
                                     vocab=args.vocab, norm=args.norm, rounds=args.rounds, device=args.device,
                                     out=args.out, timeout_s=args.timeout, budget_s=args.budget,
-                                    min_reps=args.min_reps, workers=args.workers, devices=args.devices)
+                                    min_reps=args.min_reps, **_pool_options(args))
     except PlanError as exc:
         return _bad_input(str(exc))
+    except StartError as exc:
+        return _fault(str(exc))
     _warn(sweep_plan.warnings)
     out = sweep_plan.out
     print(f"mixbench: sweeping {len(sweep_plan.points)} points ({sweep_plan.preset or 'custom'} preset, "
           f"{sweep_plan.axes.rounds} round{'s' if sweep_plan.axes.rounds > 1 else ''}) on {sweep_plan.device} "
-          f"into {out}", flush=True)
+          f"with {_pool_text(sweep_plan.slots, sweep_plan.backend)} into {out}", flush=True)
     try:
         with interrupts():
             result = api.run_plan(sweep_plan, flush_l2=args.flush_l2, progress=Progress(args.quiet))
@@ -167,9 +181,13 @@ def cmd_sweep(args) -> int:
         return _bad_input(str(exc))
     except (Interrupted, KeyboardInterrupt) as exc:
         return _interrupted(exc, out, _resume_hint(args), "results.csv")
+    except StartError as exc:
+        return _fault(f"{exc}; {_kept(out) or 'nothing was measured yet'}; run the same command again to resume")
     except OSError as exc:
         return _os_fault(exc, "while writing the run", _kept(out),
                          "fix that and run the same command again to resume")
+    finally:
+        sweep_plan.backend.close()
     if result.took_over:
         print(f"mixbench: took over the lock of {out}, left by a process that is gone ({result.took_over})")
     counts = ", ".join(f"{count} {status}" for status, count in sorted(result.counts().items())) or "nothing new"
@@ -182,7 +200,7 @@ def cmd_sweep(args) -> int:
 def cmd_quality(args) -> int:
     from bench import api
     from bench.measuring.plan import PlanError
-    from bench.measuring.runner import Interrupted, interrupts
+    from bench.measuring.runner import Interrupted, StartError, interrupts
     from bench.measuring.store import RunFolderError
 
     try:
@@ -190,14 +208,14 @@ def cmd_quality(args) -> int:
                                         dims=args.dims, layers=args.layers, steps=args.steps, lrs=args.lrs,
                                         seeds=args.seeds, batch=args.batch, norm=args.norm, shift=args.shift,
                                         device=args.device, out=args.out, timeout_s=args.timeout,
-                                        workers=args.workers, devices=args.devices)
+                                        **_pool_options(args))
     except PlanError as exc:
         return _bad_input(str(exc))
+    except StartError as exc:
+        return _fault(str(exc))
     out = quality_plan.out
-    slots = quality_plan.slots
     print(f"mixbench: training {len(quality_plan.runs)} runs ({quality_plan.preset} preset) on {quality_plan.device} "
-          f"with {len(slots)} worker{'s' if len(slots) > 1 else ''}"
-          f"{f' of {slots[0].threads} thread(s)' if slots[0].threads else ''} into {out}", flush=True)
+          f"with {_pool_text(quality_plan.slots, quality_plan.backend)} into {out}", flush=True)
     try:
         with interrupts():
             result = api.run_quality(quality_plan, progress=Progress(args.quiet, unit="run"))
@@ -205,9 +223,14 @@ def cmd_quality(args) -> int:
         return _bad_input(str(exc))
     except (Interrupted, KeyboardInterrupt) as exc:
         return _interrupted(exc, out, _resume_hint(args), "quality.csv")
+    except StartError as exc:
+        return _fault(f"{exc}; {_kept(out, 'quality.csv') or 'nothing was trained yet'}; run the same command "
+                      f"again to resume")
     except OSError as exc:
         return _os_fault(exc, "while writing the run", _kept(out, "quality.csv"),
                          "fix that and run the same command again to resume")
+    finally:
+        quality_plan.backend.close()
     counts = ", ".join(f"{count} {status}" for status, count in sorted(result.counts().items())) or "nothing new"
     print(f"mixbench: trained {len(result.written)} runs ({counts}); {result.skipped} already in {out}")
     if not args.no_report:
@@ -283,8 +306,17 @@ def cmd_index(args) -> int:
 def _common_run_options(command) -> None:
     command.add_argument("--device", default="auto", help="auto (default), cpu or cuda")
     command.add_argument("--timeout", type=float, help="seconds one point or run may take before it is killed")
-    command.add_argument("--workers", help="worker processes (GPUs on CUDA: one each)")
+    command.add_argument("--workers", help="worker processes (GPUs on CUDA: one each); with --backend ray, actors "
+                         "(default: one per GPU of the cluster)")
     command.add_argument("--devices", help="comma-separated GPU indices, one worker each, e.g. 0,1,3")
+    command.add_argument("--threads", help="threads per worker (torch.set_num_threads; default: torch's own, or "
+                         "cores / workers for quality on a CPU)")
+    command.add_argument("--backend", default="local", help="local (default: worker processes on this machine) or "
+                         "ray (actors on a Ray cluster; see --ray-address)")
+    command.add_argument("--ray-address", help="the Ray cluster: auto (one already running), HOST:PORT of its head, "
+                         "or left out: RAY_ADDRESS, the latest started here, else a new one on this machine")
+    command.add_argument("--gpu-type", help="with --backend ray, the accelerator type to use, e.g. H100 (required "
+                         "on a cluster with several; one run folder per type)")
     command.add_argument("--no-report", action="store_true", help="measure only; draw nothing")
     command.add_argument("--quiet", action="store_true", help="no progress output (also when CI is set)")
 

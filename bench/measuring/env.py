@@ -121,10 +121,9 @@ def command_line() -> str:
     return " ".join([program, *sys.argv[1:]])
 
 
-def fingerprint(device: str) -> dict:
-    """Everything env.json records about where and how a run happened (except timings)."""
+def machine(device: str) -> dict:
+    """What env.json records about the machine that measures on `device` (a Ray worker's node, or this one)."""
     gpu, nvml_error = gpu_state() if device == "cuda" or torch.cuda.is_available() else _no_gpu()
-    status = _git("status", "--porcelain", "--untracked-files=no")  # run folders in results/ are untracked
     return {
         "device": device,
         **device_facts(device),
@@ -138,10 +137,23 @@ def fingerprint(device: str) -> dict:
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
+    }
+
+
+def provenance() -> dict:
+    """The code and the command a run comes from (always this process's: the driver's)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")  # run folders in results/ are untracked
+    return {
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "command": command_line(),
     }
+
+
+def fingerprint(device: str, measured_on: dict | None = None) -> dict:
+    """Everything env.json records about where and how a run happened (except timings); `measured_on` is
+    `machine(device)` as a remote worker found it, when the points are measured elsewhere."""
+    return {**(measured_on if measured_on is not None else machine(device)), **provenance()}
 
 
 def _no_gpu() -> tuple[None, str | None]:

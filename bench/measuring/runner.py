@@ -15,6 +15,10 @@
   rounds.jsonl are not measured again, so running the same sweep into the same folder resumes it.
 - SIGINT and SIGTERM (see `interrupts`) stop the sweep at once: workers are killed, the point in flight
   is not written, env.json records the interruption. A second signal ends the process immediately.
+- Workers are local processes (`LocalBackend`, one per slot) or Ray actors (`bench.measuring.ray_backend`);
+  the scheduler sees only their common interface (`Worker`) and the backend's `wait`. A worker whose
+  machine disappears (a Ray node lost) hands its item back: it is measured again by another worker,
+  and its slot is retired for the rest of the run.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import threading
 import time
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +45,7 @@ from bench.measuring.worker import base_row, compute_dtype_name, metrics, serve
 
 STARTUP_TIMEOUT_S = 300.0  # importing torch and creating a CUDA context on a busy machine
 DIED = ("died",)
+LOST = ("lost",)  # the worker went away with its machine: its item is measured again elsewhere
 CUT_OFF = ("oom", "timeout")
 
 
@@ -81,6 +88,10 @@ def interrupts():
 
 # --- workers ------------------------------------------------------------------------------------------
 
+class StartError(RuntimeError):
+    """A worker did not start (or started on another kind of device than the run folder's)."""
+
+
 @dataclass(frozen=True)
 class Slot:
     """Where one worker runs: its device index (or worker number on a CPU) and the environment it starts with."""
@@ -100,6 +111,9 @@ def local_slots(device: str, workers: int = 1, devices: tuple[int, ...] = (), th
     return [Slot(index, {}, threads) for index in range(workers)]
 
 
+_SPAWNING = threading.Lock()
+
+
 class Worker:
     """One spawned worker process on a slot, serving one round, and its end of the pipe."""
 
@@ -109,21 +123,22 @@ class Worker:
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(target=serve, args=(child_conn, device, device_name, policy, slot.threads),
                                        daemon=True)
-        saved = {key: os.environ.get(key) for key in slot.env}
-        os.environ.update(slot.env)  # a spawned child starts with the parent's environment as it is now
-        try:
-            self.process.start()
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        with _SPAWNING:  # workers start side by side (Scheduler._start_together); the environment is shared
+            saved = {key: os.environ.get(key) for key in slot.env}
+            os.environ.update(slot.env)  # a spawned child starts with the parent's environment as it is now
+            try:
+                self.process.start()
+            finally:
+                for key, value in saved.items():
+                    if value is None:
+                        os.environ.pop(key, None)
+                    else:
+                        os.environ[key] = value
         child_conn.close()
         reply = self.receive(STARTUP_TIMEOUT_S)
         if reply is None or reply is DIED or reply[0] != "ready":
             self.kill()
-            raise RuntimeError(f"the measuring worker did not start: {self.death_reason() or 'no answer'}")
+            raise StartError(f"the measuring worker did not start: {self.death_reason() or 'no answer'}")
         self.settings = reply[1]
 
     def receive(self, timeout_s: float):
@@ -174,6 +189,28 @@ def wait_local(workers: list[Worker], timeout_s: float) -> list[Worker]:
     return [by_conn[conn] for conn in multiprocessing.connection.wait(list(by_conn), timeout=timeout_s)]
 
 
+class LocalBackend:
+    """Worker processes spawned on this machine, one per slot."""
+
+    name = "local"
+
+    def start(self, slot: Slot, device: str, device_name: str, policy: measure.TimingPolicy, round_: int) -> Worker:
+        return Worker(slot, device, device_name, policy, round_)
+
+    def wait(self, workers: list[Worker], timeout_s: float) -> list[Worker]:
+        return wait_local(workers, timeout_s)
+
+    def machine(self, device: str) -> dict | None:
+        """The facts of the machine that measures, when it is not this one (None: it is this one)."""
+        return None
+
+    def describe(self) -> dict:
+        return {"backend": self.name}
+
+    def close(self) -> None:
+        pass
+
+
 # --- scheduling ---------------------------------------------------------------------------------------
 
 @dataclass
@@ -191,7 +228,8 @@ class Scheduler:
 
     `message(item)` is what a worker is sent for an item; `failed(item, status, reason)` builds the row
     of an item that produced none; `record(unit, item, row, slot)` stores a row; `skip(unit, item)` says
-    an item needs no run (e.g. an earlier round already failed it).
+    an item needs no run (e.g. an earlier round already failed it). `start(slot, round)` gives a worker
+    and `wait(workers, timeout_s)` those of them with a reply (see `LocalBackend`).
     """
 
     def __init__(self, slots: list[Slot], start: Callable[[Slot, int], Worker], timeout_s: float,
@@ -206,6 +244,9 @@ class Scheduler:
         self.workers: dict[int, Worker] = {}  # slot position -> its current worker
         self.started = time.monotonic()
         self.counted = 0  # items finished by this scheduler (for the time-left estimate)
+        self.pending: deque[Unit] = deque()
+        self.retired: set[int] = set()  # slots whose machine went away
+        self.lost: list[dict] = []  # what each retired slot was doing, and why it went
 
     def worker_for(self, position: int, round_: int) -> Worker:
         """The slot's worker for `round_`: a fresh process when the round changes or the last one died."""
@@ -216,6 +257,24 @@ class Scheduler:
         if worker is None:
             worker = self.workers[position] = self.start(self.slots[position], round_)
         return worker
+
+    def _start_together(self, rounds: dict[int, int]) -> None:
+        """Start the fresh workers these slots need for these rounds at once: each start takes seconds."""
+        needed = [position for position, round_ in rounds.items()
+                  if (worker := self.workers.get(position)) is None or worker.round != round_ or not worker.alive()]
+        if len(needed) < 2:
+            return  # worker_for starts it
+        for position in needed:
+            old = self.workers.pop(position, None)
+            if old is not None:
+                old.stop()
+
+        def start(position: int) -> None:
+            self.workers[position] = self.start(self.slots[position], rounds[position])
+
+        with ThreadPoolExecutor(len(needed)) as pool:
+            for future in [pool.submit(start, position) for position in needed]:
+                future.result()  # a worker that did not start stops the run, as it does one at a time
 
     def _next(self, unit: Unit):
         while unit.position < len(unit.items):
@@ -246,16 +305,25 @@ class Scheduler:
         return (time.monotonic() - self.started) / self.counted * max(self.total - self.done, 0)
 
     def run(self, units: list[Unit]) -> None:
-        pending = deque(units)
+        self.pending = deque(units)
         running: dict[int, tuple[Unit, object, float]] = {}  # slot position -> (unit, item, deadline)
         try:
-            while pending or running:
-                for position in range(len(self.slots)):
-                    while position not in running and pending:
-                        unit = pending.popleft()  # the unit is this slot's until it is done
+            while self.pending or running:
+                live = [position for position in range(len(self.slots)) if position not in self.retired]
+                if not live:
+                    left = sum(len(unit.items) - unit.position for unit in self.pending)
+                    raise StartError(f"every worker was lost with its machine ({self.lost[-1]['reason']}); "
+                                     f"{left} item(s) not run")
+                taken: dict[int, tuple[Unit, object]] = {}
+                for position in live:
+                    while position not in running and position not in taken and self.pending:
+                        unit = self.pending.popleft()  # the unit is this slot's until it is done
                         item = self._next(unit)
                         if item is not None:
-                            self._send(position, unit, item, running)
+                            taken[position] = (unit, item)
+                self._start_together({position: unit.round for position, (unit, _) in taken.items()})
+                for position, (unit, item) in taken.items():
+                    self._send(position, unit, item, running)
                 if not running:
                     continue
                 soonest = min(deadline for _, _, deadline in running.values())
@@ -266,7 +334,10 @@ class Scheduler:
                     self._reply(busy[id(worker)], running)
                 for position, (unit, item, deadline) in list(running.items()):
                     if position in running and time.monotonic() >= deadline:
-                        self._timeout(position, running)
+                        if self.wait([self.workers[position]], 0):  # answered while another worker was starting
+                            self._reply(position, running)
+                        else:
+                            self._timeout(position, running)
         finally:
             self.close()
 
@@ -285,6 +356,14 @@ class Scheduler:
         reply = worker.receive(0)
         if reply is None:  # woken without a whole message: still running
             running[position] = (unit, item, deadline)
+            return
+        if reply is LOST:  # its machine went away: the item goes back to the queue, the slot is retired
+            self.lost.append({"worker": worker.slot.index, "item": _label(item), "at": now(),
+                              "reason": worker.death_reason() or "its machine went away"})
+            worker.kill()
+            del self.workers[position]
+            self.retired.add(position)
+            self.pending.appendleft(unit)  # unit.position still names the item: it runs again elsewhere
             return
         if reply is DIED:
             reason = worker.death_reason() or "worker process closed its pipe"
@@ -317,6 +396,10 @@ class Scheduler:
         for worker in self.workers.values():
             worker.kill()
         self.workers.clear()
+
+
+def _label(item) -> str:
+    return item.label() if hasattr(item, "label") else str(item)
 
 
 # --- rounds -------------------------------------------------------------------------------------------
@@ -431,12 +514,15 @@ class _Rounds:
 
 
 def run(points: list[Point], axes: Axes, device: str, out: Path, *, preset: str | None = None,
-        flush_l2: bool = False, progress: Progress | None = None, slots: list[Slot] | None = None) -> SweepReport:
-    """Measure `points` into the run folder `out` (resuming it), and return what was done."""
+        flush_l2: bool = False, progress: Progress | None = None, slots: list[Slot] | None = None,
+        backend=None) -> SweepReport:
+    """Measure `points` into the run folder `out` (resuming it) with `backend`'s workers (by default local
+    processes), and return what was done."""
     folder = RunFolder(out)
     folder.open()
     try:
-        return _run_locked(folder, points, axes, device, preset, flush_l2, progress, slots or local_slots(device))
+        return _run_locked(folder, points, axes, device, preset, flush_l2, progress, slots or local_slots(device),
+                           backend or LocalBackend())
     finally:
         folder.close()
 
@@ -444,15 +530,16 @@ def run(points: list[Point], axes: Axes, device: str, out: Path, *, preset: str 
 PROVENANCE = ("command", "git_commit", "git_dirty")
 
 
-def open_env(folder: RunFolder, device: str, stage: str = "sweep") -> dict:
+def open_env(folder: RunFolder, device: str, stage: str = "sweep", measured_on: dict | None = None) -> dict:
     """env.json for a sweep or a quality run that starts or resumes now.
 
     A sweep refreshes the fingerprint and keeps what an earlier start recorded (its start time, the
     calibrated ceilings, the quality run's section); a quality run keeps the sweep's record whole and
-    puts its own command and commit in its "quality" section.
+    puts its own command and commit in its "quality" section. `measured_on`: the facts of the machine that
+    measures, when it is not this one (a Ray worker's node).
     """
     env = folder.read_env()
-    facts = environment.fingerprint(device)
+    facts = environment.fingerprint(device, measured_on)
     if env and env.get("device_name") != facts["device_name"]:
         raise RunFolderError(f"{folder.path} holds a run measured on {env.get('device_name')!r}, not on this "
                              f"{facts['device_name']!r}; choose another --out")
@@ -461,15 +548,21 @@ def open_env(folder: RunFolder, device: str, stage: str = "sweep") -> dict:
         env["quality"] = {**env.get("quality", {}), **{key: facts[key] for key in PROVENANCE}}
         return env
     kept = ("started_at", "peak_bandwidth_gbps", "peak_tflops", "calibration", "resumed_at", "interrupted", "quality",
-            "workers")
+            "workers", "lost")
     env = {**facts, **{k: v for k, v in env.items() if k in kept}}
     env.setdefault("started_at", now())
     return env
 
 
-def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progress, slots) -> SweepReport:
+def pool(backend, slots: list[Slot]) -> dict:
+    """How the work is spread, for env.json: the backend, how many workers, threads each."""
+    return {**backend.describe(), "workers": len(slots), "threads_per_worker": slots[0].threads}
+
+
+def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progress, slots, backend) -> SweepReport:
     report = SweepReport(folder.path, total=len(points), took_over=folder.took_over)
-    env = open_env(folder, device)
+    measured_on = backend.machine(device)
+    env = open_env(folder, device, measured_on=measured_on)
     book = _Rounds(folder, points, axes.rounds, env)
     todo = [point for point in points if book.missing(point)]
     report.skipped = len(points) - len(todo)
@@ -484,7 +577,7 @@ def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progr
                        "timer": "CUDA events" if device == "cuda" else "time.perf_counter"},
                train_step="mixer scope: forward + backward to the input and parameters; block and encoder scope: "
                           "forward + backward + an AdamW step (encoder loss: masked-LM cross-entropy)",
-               gpu_before=env.get("gpu"), finished_at=None)
+               gpu_before=env.get("gpu"), finished_at=None, pool=pool(backend, slots))
     env.pop("interrupted", None)
     folder.write_env(env)
 
@@ -494,7 +587,7 @@ def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progr
     book.peaks = peaks
 
     def start(slot: Slot, round_: int) -> Worker:
-        worker = Worker(slot, device, device_name, policy, round_)
+        worker = backend.start(slot, device, device_name, policy, round_)
         env.setdefault("workers", {}).update({str(slot.index): worker.settings})
         return worker
 
@@ -511,9 +604,11 @@ def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progr
     total_rounds = sum(len(book.missing(point)) for point in todo)
     scheduler = Scheduler(slots, start, axes.timeout_s, lambda point: ("point", point.as_dict(), peaks), failed,
                           record, skip=lambda unit, point: point.key in book.final, progress=progress,
-                          total=total_rounds)
+                          total=total_rounds, wait=backend.wait)
+
     def finish(env: dict) -> None:
-        gpu_after, _ = environment.gpu_state() if device == "cuda" else (None, None)
+        here = device == "cuda" and measured_on is None  # a remote node's GPU is not this machine's to ask
+        gpu_after, _ = environment.gpu_state() if here else (None, None)
         env.update(gpu_after=gpu_after, finished_at=None if "interrupted" in env else now())
 
     with _session(folder, env, scheduler, folder.results, finish, progress):
@@ -537,6 +632,8 @@ def _session(folder: RunFolder, env: dict, scheduler: Scheduler, table, finish: 
         raise
     finally:
         scheduler.close()
+        if scheduler.lost:
+            env["lost"] = [*env.get("lost", []), *scheduler.lost]
         finish(env)
         folder.write_env(env)
         if progress:
@@ -567,8 +664,8 @@ def _calibrate(scheduler: Scheduler, folder: RunFolder, env: dict, todo: list[Po
     worker = scheduler.worker_for(0, round_)
     worker.send(("calibrate", needed))
     reply = worker.receive(STARTUP_TIMEOUT_S)
-    if reply is None or reply is DIED:
-        raise RuntimeError(f"device calibration failed: {worker.death_reason() or 'no answer'}")
+    if reply is None or reply is DIED or reply is LOST:
+        raise StartError(f"device calibration failed: {worker.death_reason() or 'no answer'}")
     env.update(reply[1])
     peaks.update({key: env.get(key) for key in ("peak_bandwidth_gbps", "peak_tflops")})
     folder.write_env(env)
@@ -577,23 +674,24 @@ def _calibrate(scheduler: Scheduler, folder: RunFolder, env: dict, todo: list[Po
 # --- training runs --------------------------------------------------------------------------------------
 
 def run_training(runs: list, device: str, out: Path, *, timeout_s: float, preset: str | None = None,
-                 progress: Progress | None = None, slots: list[Slot] | None = None, settings: dict | None = None
-                 ) -> SweepReport:
+                 progress: Progress | None = None, slots: list[Slot] | None = None, settings: dict | None = None,
+                 backend=None) -> SweepReport:
     """Train `runs` (bench.measuring.train.TrainPoint) into `out`/quality.csv, resuming it; returns what was done."""
     folder = RunFolder(out)
     folder.open()
     try:
         return _train_locked(folder, runs, device, timeout_s, preset, progress, slots or local_slots(device),
-                             settings or {})
+                             settings or {}, backend or LocalBackend())
     finally:
         folder.close()
 
 
-def _train_locked(folder: RunFolder, runs, device, timeout_s, preset, progress, slots, settings) -> SweepReport:
+def _train_locked(folder: RunFolder, runs, device, timeout_s, preset, progress, slots, settings,
+                  backend) -> SweepReport:
     from bench.measuring import train
 
     report = SweepReport(folder.path, total=len(runs), took_over=folder.took_over)
-    env = open_env(folder, device, stage="quality")
+    env = open_env(folder, device, stage="quality", measured_on=backend.machine(device))
     device_name = env["device_name"]
     done = set()
     hashes = {run.key: train.base_row(run, device_name)["source_hash"] for run in runs}
@@ -607,7 +705,7 @@ def _train_locked(folder: RunFolder, runs, device, timeout_s, preset, progress, 
     todo = [run for run in runs if run.key not in done]
     report.skipped = len(runs) - len(todo)
     env["quality"] = {**env.get("quality", {}), **settings, "preset": preset, "timeout_s": timeout_s,
-                      "workers": len(slots), "threads_per_worker": slots[0].threads,
+                      **pool(backend, slots),
                       "training": "AdamW (betas 0.9/0.98, weight decay 0.1), linear warm-up then cosine decay, "
                                   "gradient norm clipped at 1; the best rate is chosen on validation accuracy "
                                   "and reported on the test set",
@@ -617,7 +715,7 @@ def _train_locked(folder: RunFolder, runs, device, timeout_s, preset, progress, 
     commit = env["quality"].get("git_commit")
 
     def start(slot: Slot, round_: int) -> Worker:
-        worker = Worker(slot, device, device_name, measure.TimingPolicy(), round_)
+        worker = backend.start(slot, device, device_name, measure.TimingPolicy(), round_)
         env.setdefault("workers", {}).update({str(slot.index): worker.settings})
         return worker
 
@@ -631,7 +729,8 @@ def _train_locked(folder: RunFolder, runs, device, timeout_s, preset, progress, 
         report.written.append(row)
 
     scheduler = Scheduler(slots, start, timeout_s, lambda run: ("train", run.as_dict()), failed, record,
-                          progress=progress, total=len(todo))
+                          progress=progress, total=len(todo), wait=backend.wait)
+
     def finish(env: dict) -> None:
         env["quality"]["finished_at"] = None if "interrupted" in env["quality"] else now()
 

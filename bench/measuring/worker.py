@@ -1,7 +1,8 @@
 """The child-process side of a sweep: calibrate the device, then measure points or train models, one at a time.
 
-A worker runs in a process of its own (spawned by `bench.measuring.runner`) so that a hang, a crash or a
-poisoned CUDA context costs one point, not the sweep. Everything that can fail inside a point becomes
+A worker runs in a process of its own (spawned by `bench.measuring.runner`, or a Ray actor of
+`bench.measuring.ray_backend`) so that a hang, a crash or a poisoned CUDA context costs one point, not the
+sweep; both answer messages with the same `Measurer.handle`. Everything that can fail inside a point becomes
 a row with a status and a reason.
 """
 
@@ -355,10 +356,11 @@ def measure_point(point: Point, policy: measure.TimingPolicy, peaks: dict, devic
 # --- the process ---------------------------------------------------------------------------------------
 
 def configure_process(threads: int | None) -> dict:
-    """Set this worker's thread count and allocator; returns what was set, for env.json."""
+    """Set this worker's thread count and allocator; returns what was set and what it sees, for env.json."""
     if threads:
         torch.set_num_threads(threads)
-    settings = {"threads": torch.get_num_threads()}
+    settings = {"threads": torch.get_num_threads(), "pid": os.getpid(),
+                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
     try:
         libc = ctypes.CDLL("libc.so.6")
         applied = {name: value for name, (code, value) in MALLOC_SETTINGS.items() if libc.mallopt(code, value) == 1}
@@ -369,31 +371,49 @@ def configure_process(threads: int | None) -> dict:
     return settings
 
 
+class Measurer:
+    """One worker's state and its one way of answering a message, used by the local worker loop (`serve`) and
+    by a Ray actor (`bench.measuring.ray_backend`) alike."""
+
+    def __init__(self, device: str, device_name: str, policy: measure.TimingPolicy, threads: int | None = None):
+        self.device, self.device_name, self.policy = device, device_name, policy
+        self.settings = configure_process(threads)
+        self.energy = energy_counter() if device == "cuda" else None
+        if device != "cuda":  # the first dispatch mode imports torch._dynamo (seconds): now, not in a point's timeout
+            measure.peak_memory(lambda: torch.ones(1) + 1, device)
+
+    def handle(self, message: tuple) -> tuple:
+        """The reply to ('calibrate', dtypes), ('point', point, peaks) or ('train', point): ('calibration', peaks)
+        or ('row', row, fatal), where fatal says this process's CUDA context is poisoned and it must exit."""
+        if message[0] == "calibrate":
+            return ("calibration", calibrate(self.device, message[1]))
+        if message[0] == "train":
+            from bench.measuring import train
+
+            row = train.train_point(train.TrainPoint(**message[1]), self.device_name)
+        elif message[0] == "point":
+            point, peaks = Point(**message[1]), message[2]
+            row = measure_point(point, self.policy, peaks, self.device_name, self.energy)
+        else:
+            raise ValueError(f"unknown message {message[0]!r} (allowed: calibrate, point, train, stop)")
+        fatal = row.pop("_fatal", False)
+        return ("row", {**row, "_pid": os.getpid()}, fatal)
+
+
 def serve(conn, device: str, device_name: str, policy: measure.TimingPolicy, threads: int | None = None) -> None:
-    """The worker loop: answer ('calibrate', dtypes), ('point', point, peaks) and ('train', point) until ('stop',)."""
+    """The worker loop: answer messages (see `Measurer.handle`) through the pipe until ('stop',)."""
     # The parent owns interruption: Ctrl-C reaches the whole process group, and the parent stops its workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
-        settings = configure_process(threads)
-        energy = energy_counter() if device == "cuda" else None
-        conn.send(("ready", settings))
+        measurer = Measurer(device, device_name, policy, threads)
+        conn.send(("ready", measurer.settings))
         while True:
             message = conn.recv()
             if message[0] == "stop":
                 return
-            if message[0] == "calibrate":
-                conn.send(("calibration", calibrate(device, message[1])))
-                continue
-            if message[0] == "train":
-                from bench.measuring import train
-
-                row = train.train_point(train.TrainPoint(**message[1]), device_name)
-            else:
-                point, peaks = Point(**message[1]), message[2]
-                row = measure_point(point, policy, peaks, device_name, energy)
-            fatal = row.pop("_fatal", False)
-            conn.send(("row", {**row, "_pid": os.getpid()}, fatal))
-            if fatal:
+            reply = measurer.handle(message)
+            conn.send(reply)
+            if reply[0] == "row" and reply[2]:
                 return  # the parent starts a fresh worker with a clean CUDA context
     except (EOFError, BrokenPipeError, ConnectionResetError):
         return  # the parent is gone (killed or interrupted): nothing to report to, and nobody to tell
