@@ -152,90 +152,83 @@ def _pool_text(slots, backend) -> str:
     return f"{len(slots)}{kind} worker{'s' if len(slots) > 1 else ''}{threads}"
 
 
-def cmd_sweep(args) -> int:
-    from bench import api
+def _planned(make):
+    """`make()`'s plan, or the exit status of its one-line refusal."""
     from bench.measuring.plan import PlanError
-    from bench.measuring.runner import Interrupted, StartError, interrupts
-    from bench.measuring.store import RunFolderError
+    from bench.measuring.runner import StartError
 
     try:
-        sweep_plan = api.plan_sweep(args.preset, mixers_=args.mixers, seq_lens=args.seq_lens, dims=args.dims,
-                                    batches=args.batch, tokens=args.tokens, dtypes=args.dtypes, modes=args.modes,
-                                    scopes=args.scope, model=args.model, layers=args.layers, ffn=args.ffn,
-                                    vocab=args.vocab, norm=args.norm, rounds=args.rounds, device=args.device,
-                                    out=args.out, timeout_s=args.timeout, budget_s=args.budget,
-                                    min_reps=args.min_reps, **_pool_options(args))
+        return make()
     except PlanError as exc:
         return _bad_input(str(exc))
     except StartError as exc:
         return _fault(str(exc))
-    _warn(sweep_plan.warnings)
-    out = sweep_plan.out
-    print(f"mixbench: sweeping {len(sweep_plan.points)} points ({sweep_plan.preset or 'custom'} preset, "
-          f"{sweep_plan.axes.rounds} round{'s' if sweep_plan.axes.rounds > 1 else ''}) on {sweep_plan.device} "
-          f"with {_pool_text(sweep_plan.slots, sweep_plan.backend)} into {out}", flush=True)
+
+
+def _carry_out(args, planned, run, table: str, done: str) -> int:
+    """Run a sweep or a quality run under `interrupts()`, turn every fault into one line that says what is kept,
+    then report; `done` words what was written ('measured {n} points')."""
+    from bench.measuring.runner import Interrupted, StartError, interrupts
+    from bench.measuring.store import RunFolderError
+
+    out = planned.out
+    again = "run the same command again to resume"
     try:
         with interrupts():
-            result = api.run_plan(sweep_plan, flush_l2=args.flush_l2, progress=Progress(args.quiet))
+            result = run()
     except RunFolderError as exc:
         return _bad_input(str(exc))
     except (Interrupted, KeyboardInterrupt) as exc:
-        return _interrupted(exc, out, _resume_hint(args), "results.csv")
+        return _interrupted(exc, out, _resume_hint(args), table)
     except StartError as exc:
-        return _fault(f"{exc}; {_kept(out) or 'nothing was measured yet'}; run the same command again to resume")
+        return _fault(f"{exc}; {_kept(out, table) or 'nothing was written yet'}; {again}")
     except OSError as exc:
-        return _os_fault(exc, "while writing the run", _kept(out),
-                         "fix that and run the same command again to resume")
+        return _os_fault(exc, "while writing the run", _kept(out, table), f"fix that and {again}")
     finally:
-        sweep_plan.backend.close()
-    if result.took_over:
+        planned.backend.close()
+    if getattr(result, "took_over", None):
         print(f"mixbench: took over the lock of {out}, left by a process that is gone ({result.took_over})")
     counts = ", ".join(f"{count} {status}" for status, count in sorted(result.counts().items())) or "nothing new"
-    print(f"mixbench: measured {len(result.written)} points ({counts}); {result.skipped} already in {out}")
+    print(f"mixbench: {done.format(n=len(result.written))} ({counts}); {result.skipped} already in {out}")
     if not args.no_report:
         return _draw(out, report=True)
     return 0
+
+
+def cmd_sweep(args) -> int:
+    from bench import api
+
+    sweep_plan = _planned(lambda: api.plan_sweep(
+        args.preset, mixers_=args.mixers, seq_lens=args.seq_lens, dims=args.dims, batches=args.batch,
+        tokens=args.tokens, dtypes=args.dtypes, modes=args.modes, scopes=args.scope, model=args.model,
+        layers=args.layers, ffn=args.ffn, vocab=args.vocab, norm=args.norm, rounds=args.rounds, device=args.device,
+        out=args.out, timeout_s=args.timeout, budget_s=args.budget, min_reps=args.min_reps, **_pool_options(args)))
+    if isinstance(sweep_plan, int):
+        return sweep_plan
+    _warn(sweep_plan.warnings)
+    rounds = sweep_plan.axes.rounds
+    print(f"mixbench: sweeping {len(sweep_plan.points)} points ({sweep_plan.preset or 'custom'} preset, "
+          f"{rounds} round{'s' if rounds > 1 else ''}) on {sweep_plan.device} "
+          f"with {_pool_text(sweep_plan.slots, sweep_plan.backend)} into {sweep_plan.out}", flush=True)
+    return _carry_out(args, sweep_plan, lambda: api.run_plan(sweep_plan, flush_l2=args.flush_l2,
+                                                             progress=Progress(args.quiet)),
+                      "results.csv", "measured {n} points")
 
 
 def cmd_quality(args) -> int:
     from bench import api
-    from bench.measuring.plan import PlanError
-    from bench.measuring.runner import Interrupted, StartError, interrupts
-    from bench.measuring.store import RunFolderError
 
-    try:
-        quality_plan = api.plan_quality(args.preset, tasks=args.tasks, mixers_=args.mixers, seq_lens=args.seq_lens,
-                                        dims=args.dims, layers=args.layers, steps=args.steps, lrs=args.lrs,
-                                        seeds=args.seeds, batch=args.batch, norm=args.norm, shift=args.shift,
-                                        device=args.device, out=args.out, timeout_s=args.timeout,
-                                        **_pool_options(args))
-    except PlanError as exc:
-        return _bad_input(str(exc))
-    except StartError as exc:
-        return _fault(str(exc))
-    out = quality_plan.out
+    quality_plan = _planned(lambda: api.plan_quality(
+        args.preset, tasks=args.tasks, mixers_=args.mixers, seq_lens=args.seq_lens, dims=args.dims,
+        layers=args.layers, steps=args.steps, lrs=args.lrs, seeds=args.seeds, batch=args.batch, norm=args.norm,
+        shift=args.shift, device=args.device, out=args.out, timeout_s=args.timeout, **_pool_options(args)))
+    if isinstance(quality_plan, int):
+        return quality_plan
     print(f"mixbench: training {len(quality_plan.runs)} runs ({quality_plan.preset} preset) on {quality_plan.device} "
-          f"with {_pool_text(quality_plan.slots, quality_plan.backend)} into {out}", flush=True)
-    try:
-        with interrupts():
-            result = api.run_quality(quality_plan, progress=Progress(args.quiet, unit="run"))
-    except RunFolderError as exc:
-        return _bad_input(str(exc))
-    except (Interrupted, KeyboardInterrupt) as exc:
-        return _interrupted(exc, out, _resume_hint(args), "quality.csv")
-    except StartError as exc:
-        return _fault(f"{exc}; {_kept(out, 'quality.csv') or 'nothing was trained yet'}; run the same command "
-                      f"again to resume")
-    except OSError as exc:
-        return _os_fault(exc, "while writing the run", _kept(out, "quality.csv"),
-                         "fix that and run the same command again to resume")
-    finally:
-        quality_plan.backend.close()
-    counts = ", ".join(f"{count} {status}" for status, count in sorted(result.counts().items())) or "nothing new"
-    print(f"mixbench: trained {len(result.written)} runs ({counts}); {result.skipped} already in {out}")
-    if not args.no_report:
-        return _draw(out, report=True)
-    return 0
+          f"with {_pool_text(quality_plan.slots, quality_plan.backend)} into {quality_plan.out}", flush=True)
+    return _carry_out(args, quality_plan, lambda: api.run_quality(quality_plan, progress=Progress(args.quiet,
+                                                                                                 unit="run")),
+                      "quality.csv", "trained {n} runs")
 
 
 def _run_dir(path: str) -> Path | None:

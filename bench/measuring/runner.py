@@ -498,6 +498,19 @@ class _Rounds:
         have = {record["round"] for record in self.logged.get(point.key, [])}
         return [r for r in range(1, self.rounds + 1) if r not in have]
 
+    def settle(self, points: list[Point]) -> list[dict]:
+        """Final rows of the points whose rounds are all logged (or one failed) but whose row never reached
+        the table (its write failed: a full disk); they are written now instead of measured again."""
+        rows = []
+        for point in points:
+            records = list({r["round"]: r for r in self.logged.get(point.key, [])}.values())  # the latest per round
+            if point.key in self.final or not records:
+                continue
+            if len(records) >= self.rounds or any(r["row"].get("status") != "ok" for r in records):
+                self.final.add(point.key)
+                rows.append(combine_rounds(point, records, self.rounds, self.peaks))
+        return rows
+
     def add(self, point: Point, round_: int, row: dict, slot: Slot) -> dict | None:
         """Log one round of a point; returns its final row when this completes it (or fails it), else None."""
         samples = row.pop("_samples", [])
@@ -564,8 +577,11 @@ def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progr
     measured_on = backend.machine(device)
     env = open_env(folder, device, measured_on=measured_on)
     book = _Rounds(folder, points, axes.rounds, env)
+    for row in book.settle(points):  # measured, but the row's write failed
+        folder.append(row)
+        report.written.append(row)
     todo = [point for point in points if book.missing(point)]
-    report.skipped = len(points) - len(todo)
+    report.skipped = len(points) - len(todo) - len(report.written)
     if report.skipped or folder.rows():
         env["resumed_at"] = [*env.get("resumed_at", []), now()]
     env.update(preset=preset, memory_method=(measure.CUDA_MEMORY_METHOD if device == "cuda"

@@ -72,7 +72,8 @@ def fake_workers(monkeypatch):
     monkeypatch.setattr(runner, "Worker", FakeWorker)
     monkeypatch.setattr(runner, "wait_local", lambda workers, timeout_s: [w for w in workers if w.inbox])
     monkeypatch.setattr(runner.environment, "fingerprint",
-                        lambda device: {"device": device, "device_name": "fake cpu", "cpu_count": 2})
+                        lambda device, measured_on=None: {"device": device, "device_name": "fake cpu",
+                                                          "cpu_count": 2})
     monkeypatch.setattr(FakeWorker, "behaviour", staticmethod(lambda point: "ok"))
     monkeypatch.setattr(FakeWorker, "sent", [])
     monkeypatch.setattr(FakeWorker, "started", [])
@@ -475,3 +476,25 @@ def test_a_scheduler_told_nothing_counts_no_total():
 
 def test_local_worker_slots_carry_the_thread_count():
     assert [slot.threads for slot in runner.local_slots("cpu", workers=2, threads=3)] == [3, 3]
+
+
+def test_a_point_whose_rounds_are_logged_but_whose_row_was_lost_is_written_not_measured_again(tmp_path,
+                                                                                              fake_workers):
+    sweep(tmp_path, rounds=2)
+    table = tmp_path / "results.csv"
+    lines = table.read_text().splitlines(keepends=True)
+    table.write_text("".join(lines[:-2]))  # the last two rows' writes failed (a full disk); their rounds are logged
+    fake_workers.sent.clear()
+    again = sweep(tmp_path, rounds=2)
+    assert fake_workers.sent == [] and len(again.written) == 2 and again.skipped == 22
+    assert table.read_text() == "".join(lines)  # the same rows, from the same rounds
+
+
+def test_a_logged_failed_round_without_its_row_settles_the_point_as_failed(tmp_path):
+    point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
+    with RunFolder(tmp_path) as folder:
+        runner._Rounds(folder, [point], 3, PEAKS).add(point, 1, fake_row(point, "", "oom"), runner.Slot(0))
+        book = runner._Rounds(folder, [point], 3, PEAKS)
+        assert book.missing(point) == [2, 3]  # not final: its row is not in the table
+        [row] = book.settle([point])
+        assert row["status"] == "oom" and book.missing(point) == [] and book.settle([point]) == []
