@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-results/pool-speedup}
 py=.venv/bin/python
-sweep=(sweep --mixers attention-naive,dft-matrix,mlp-mixer,linear --seq-lens 1024,2048 --dims 256 --batch 1
+sweep=(sweep --mixers attention-naive,dft-matrix,mlp-mixer,linear --seq-lens 1024,2048 --dims 256,384 --batch 1
        --modes forward,train --rounds 1 --budget 1.0 --min-reps 5 --threads 1 --device cpu --no-report --quiet)
 
 timed() {  # timed NAME ARGS...: run a sweep into $out/NAME, print its wall time in seconds

@@ -123,7 +123,7 @@ class Worker:
         self.conn, child_conn = context.Pipe()
         self.process = context.Process(target=serve, args=(child_conn, device, device_name, policy, slot.threads),
                                        daemon=True)
-        with _SPAWNING:  # workers start side by side (Scheduler._start_together); the environment is shared
+        with _SPAWNING:  # workers start side by side (Scheduler.start_together); the environment is shared
             saved = {key: os.environ.get(key) for key in slot.env}
             os.environ.update(slot.env)  # a spawned child starts with the parent's environment as it is now
             try:
@@ -258,7 +258,7 @@ class Scheduler:
             worker = self.workers[position] = self.start(self.slots[position], round_)
         return worker
 
-    def _start_together(self, rounds: dict[int, int]) -> None:
+    def start_together(self, rounds: dict[int, int]) -> None:
         """Start the fresh workers these slots need for these rounds at once: each start takes seconds."""
         needed = [position for position, round_ in rounds.items()
                   if (worker := self.workers.get(position)) is None or worker.round != round_ or not worker.alive()]
@@ -321,7 +321,7 @@ class Scheduler:
                         item = self._next(unit)
                         if item is not None:
                             taken[position] = (unit, item)
-                self._start_together({position: unit.round for position, (unit, _) in taken.items()})
+                self.start_together({position: unit.round for position, (unit, _) in taken.items()})
                 for position, (unit, item) in taken.items():
                     self._send(position, unit, item, running)
                 if not running:
@@ -629,6 +629,8 @@ def _run_locked(folder: RunFolder, points, axes, device, preset, flush_l2, progr
 
     with _session(folder, env, scheduler, folder.results, finish, progress):
         if todo:
+            # every slot's worker starts now, so the others' start-up overlaps the first one's calibration
+            scheduler.start_together({position: units[0].round for position in range(min(len(slots), len(units)))})
             _calibrate(scheduler, folder, env, todo, peaks, units[0].round)
         folder.write_env(env)
         scheduler.run(units)
