@@ -498,3 +498,46 @@ def test_a_logged_failed_round_without_its_row_settles_the_point_as_failed(tmp_p
         assert book.missing(point) == [2, 3]  # not final: its row is not in the table
         [row] = book.settle([point])
         assert row["status"] == "oom" and book.missing(point) == [] and book.settle([point]) == []
+
+
+def test_a_point_with_only_some_rounds_logged_is_not_settled_and_a_later_failure_names_its_round(tmp_path):
+    point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
+    with RunFolder(tmp_path) as folder:
+        runner._Rounds(folder, [point], 3, PEAKS).add(point, 1, fake_row(point, "", "ok"), runner.Slot(0))
+        book = runner._Rounds(folder, [point], 3, PEAKS)
+        assert book.settle([point]) == [] and book.missing(point) == [2, 3]  # one ok round of three: measure on
+        book.add(point, 2, fake_row(point, "", "oom"), runner.Slot(0))  # its row's write is lost
+        [row] = runner._Rounds(folder, [point], 3, PEAKS).settle([point])
+        assert row["status"] == "oom" and row["error"].startswith("round 2 of 3: ")
+
+
+def test_workers_started_together_replace_dead_and_stale_ones_and_keep_live_ones(fake_workers):
+    scheduler = runner.Scheduler([runner.Slot(0), runner.Slot(1), runner.Slot(2)],
+                                 lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_), 1.0,
+                                 None, None, None)
+    scheduler.start_together({0: 1, 1: 1, 2: 1})
+    first = dict(scheduler.workers)
+    assert sorted(fake_workers.started) == [(0, 1), (1, 1), (2, 1)]
+    first[1].dead = True
+    scheduler.start_together({0: 1, 1: 1, 2: 2})
+    assert scheduler.workers[0] is first[0]  # alive and of this round: kept
+    assert scheduler.workers[1] is not first[1] and scheduler.workers[1].alive()  # dead: replaced
+    assert scheduler.workers[2].round == 2 and first[2].dead  # of another round: stopped and replaced
+    assert {index: worker.slot.index for index, worker in scheduler.workers.items()} == {0: 0, 1: 1, 2: 2}
+
+
+def test_a_sweep_on_two_slots_starts_both_workers_before_calibrating_and_starts_no_other(tmp_path, fake_workers,
+                                                                                         monkeypatch):
+    started_at_calibration = []
+    send = FakeWorker.send
+
+    def noting(self, message):
+        if message[0] == "calibrate":
+            started_at_calibration.append(len(FakeWorker.started))
+        return send(self, message)
+
+    monkeypatch.setattr(FakeWorker, "send", noting)
+    axes = Axes(mixers=("fft", "dct"), seq_lens=(32, 64), dims=(16,), modes=("forward",), rounds=1)
+    runner.run(expand(axes, "cpu"), axes, "cpu", tmp_path, slots=[runner.Slot(0), runner.Slot(1)])
+    assert started_at_calibration == [2]  # the second worker's start-up overlaps the first one's calibration
+    assert sorted(fake_workers.started) == [(0, 1), (1, 1)] and len(fake_workers.sent) == 4
