@@ -1,5 +1,6 @@
 """The run folder's files byte by byte: line endings, odd values, empty and torn files, the lock, env.json's form."""
 
+import errno
 import os
 from pathlib import Path
 
@@ -144,3 +145,61 @@ def test_a_second_writer_is_told_who_holds_the_folder(tmp_path):
 def test_closing_a_folder_never_opened_does_nothing(tmp_path):
     RunFolder(tmp_path).close()
     assert list(tmp_path.iterdir()) == []
+
+
+# --- a failed write names the file it could not write -----------------------------------------------------
+
+FULL = (errno.ENOSPC, "No space left on device")
+
+
+def test_a_failed_fsync_is_raised_with_the_file_it_was_writing(tmp_path, monkeypatch):
+    def full(fd):
+        raise OSError(*FULL)  # as the kernel reports it: no file name
+
+    monkeypatch.setattr(store.os, "fsync", full)
+    with pytest.raises(OSError) as raised:
+        store._append_line(tmp_path / "results.csv", "a,b\n")
+    assert (raised.value.errno, raised.value.strerror, raised.value.filename) == (*FULL, str(tmp_path / "results.csv"))
+
+
+class _FailingWrites:
+    """A file whose writes fail as on a full disk; everything else is the real file's."""
+
+    def __init__(self, handle):
+        self._handle = handle
+
+    def write(self, text):
+        raise OSError(*FULL)
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+
+def test_a_lock_that_cannot_be_written_is_raised_with_the_lock_file(tmp_path, monkeypatch):
+    real_open = open
+    monkeypatch.setattr(store, "open", lambda path, mode="r", *args, **kwargs: _FailingWrites(
+        real_open(path, mode, *args, **kwargs)), raising=False)
+    with pytest.raises(OSError) as raised:
+        RunFolder(tmp_path / "run").open()
+    assert (raised.value.errno, raised.value.strerror, raised.value.filename) == (*FULL,
+                                                                               str(tmp_path / "run" / store.LOCK))
+
+
+@pytest.mark.parametrize("partial", [True, False], ids=["partly-written", "never-created"])
+def test_an_env_json_that_cannot_be_written_leaves_the_old_one_whole_and_no_temporary(tmp_path, monkeypatch,
+                                                                                       partial):
+    folder = RunFolder(tmp_path)
+    folder.write_env({"device_name": "old"})
+    real_write_text = Path.write_text
+
+    def full(self, text, *args, **kwargs):
+        if partial:
+            real_write_text(self, text[:5])
+        raise OSError(*FULL)
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError) as raised:
+        folder.write_env({"device_name": "new"})
+    assert (raised.value.errno, raised.value.strerror, raised.value.filename) == (*FULL, str(folder.env_path))
+    monkeypatch.undo()
+    assert folder.read_env() == {"device_name": "old"} and not folder.env_path.with_suffix(".json.tmp").exists()
