@@ -305,12 +305,14 @@ def test_a_point_in_flight_on_a_node_that_goes_away_is_handed_back(cluster):
     cluster.wait_for_nodes()
     options = {"num_cpus": 1, "resources": {"doomed": 1}, "runtime_env": {"env_vars": {"PYTHONPATH": code_path()}}}
     name = environment.device_facts("cpu")["device_name"]
-    worker = RayWorker(Slot(0), options, "cpu", name, measure.TimingPolicy(budget_s=60.0), 1)
+    # a point that measures for a minute: no spread stops it early, and no repetition count does
+    policy = measure.TimingPolicy(budget_s=60.0, target_spread=-1.0, max_reps=10**9)
+    worker = RayWorker(Slot(0), options, "cpu", name, policy, 1)
     try:
         assert worker.settings["node_id"] != cluster.head_node.node_id
         point = Point("fft", "mixer", 64, 8, None, None, None, None, 1, "batch=1", "float32", "forward", "cpu")
         assert worker.send(("point", point.as_dict(), {}))
-        time.sleep(1.0)  # measuring, for a minute
+        time.sleep(1.0)  # measuring
         cluster.remove_node(doomed)  # as a node drained or preempted: its raylet is told to stop
         deadline = time.monotonic() + 60
         reply = None
