@@ -33,8 +33,11 @@ $(VENV)/.installed: pyproject.toml
 	  || echo "install: ray was not installed (no network?): --backend ray and its tests are unavailable; add it later with $(VPY) -m pip install -e '.[ray]'"
 	@touch $@
 
+# The suite on every core (pytest-xdist; TEST_JOBS=0 runs it in this process alone). --dist loadgroup keeps the
+# tests marked xdist_group (the Ray tests, which share one local cluster) on one worker.
+TEST_JOBS ?= auto
 test: install
-	$(VPY) -m pytest -q
+	$(VPY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup
 
 # The cost frontier (a timing sweep), then the speed-accuracy frontier (training runs) into the same run folder
 # (results/<cpu|gpu>-<device>); the quality run ends by drawing the report with both. On a CPU the quality run

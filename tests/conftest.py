@@ -1,5 +1,7 @@
-"""Shared fixtures: planted faulty mixers installed as a plugin through the entry-point group."""
+"""Shared fixtures: planted faulty mixers installed as a plugin through the entry-point group; the command line
+in a fresh process; run folders whose device ceilings are known already."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -35,3 +37,21 @@ def run_mixbench(*args: str, extra_path: Path | None = None, timeout: float = 30
 @pytest.fixture
 def mixbench():
     return run_mixbench
+
+
+def calibrated(run_dir: Path) -> Path:
+    """`run_dir`, made, with this CPU's ceilings already in env.json as a resumed sweep finds them, so a sweep into it
+    skips the seconds of calibration (a test of calibration itself starts from an empty folder)."""
+    from bench.measuring import env as environment
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    facts = environment.device_facts("cpu")
+    (run_dir / "env.json").write_text(json.dumps({"device_name": facts["device_name"], "peak_bandwidth_gbps": 10.0,
+                                                  "peak_tflops": {"float32": 0.05}}))
+    return run_dir
+
+
+@pytest.fixture(name="calibrated")
+def calibrated_fixture():
+    """`calibrated(run_dir)` above, for a test to ask for by name."""
+    return calibrated

@@ -100,7 +100,8 @@ def test_the_helpers_that_shape_the_counts():
     assert [_spectral.is_pow2(k) for k in (0, 1, 2, 3, 4, 6, 8, 1 << 20)] == [False, True, True, False, True, False,
                                                                                  True, True]
     assert (_spectral.fft_flops(1), _spectral.fft_flops(2), _spectral.fft_flops(8, 3)) == (0.0, 10.0, 360.0)
-    assert _spectral.rfft_flops(8, 3) == 180.0 and _spectral.matmul_flops(2, 3, 4) == 48
+    assert _spectral.rfft_flops(8, 3) == 180.0 and _spectral.rfft_flops(8) == 60.0  # one, unless told more
+    assert _spectral.matmul_flops(2, 3, 4) == 48
     # Kronecker factors of at most 2^7, as even as they come
     assert [hadamard.factors(n) for n in (1, 2, 128, 256, 512, 1 << 15)] == [[], [2], [128], [16, 16], [32, 16],
                                                                              [32, 32, 32]]

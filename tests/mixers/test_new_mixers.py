@@ -122,13 +122,15 @@ def test_hyena_matches_explicit_convolutions(shape, causal):
 
 @pytest.mark.parametrize("causal", [False, True])
 def test_hyena_sees_the_future_only_when_bidirectional(causal):
+    torch.manual_seed(0)
     module = mixers.build("hyena", 12, 8, dtype=torch.float64, causal=causal)
     x = torch.randn(1, 12, 8, dtype=torch.float64)
     changed = x.clone()
     changed[:, 7:] += 1
     with torch.no_grad():
         difference = (module(changed) - module(x))[:, :7].abs().max().item()
-    assert (difference == 0) == causal, difference
+    # the FFT convolution leaves float64 round-off (~1e-17) where the causal filter has exact zeros
+    assert (difference < 1e-12) == causal, difference
 
 
 def test_hyena_default_is_bidirectional_with_two_filters_per_channel():

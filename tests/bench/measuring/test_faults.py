@@ -26,8 +26,9 @@ def rounds_of(run_dir):
     return [json.loads(line) for line in (run_dir / "rounds.jsonl").read_text().splitlines()]
 
 
-def test_rounds_run_in_separate_processes_and_more_rounds_complete_a_finished_run(tmp_path, planted_path, mixbench):
-    run_dir = tmp_path / "run"
+def test_rounds_run_in_separate_processes_and_more_rounds_complete_a_finished_run(tmp_path, planted_path, mixbench,
+                                                                                   calibrated):
+    run_dir = calibrated(tmp_path / "run")
     args = ("sweep", *IDENTITY, "--seq-lens", "8,16", "--budget", "0.01", "--out", str(run_dir), "--no-report")
     done = mixbench(*args, "--rounds", "2", extra_path=planted_path)
     assert done.returncode == 0, done.stderr
@@ -50,11 +51,11 @@ def test_rounds_run_in_separate_processes_and_more_rounds_complete_a_finished_ru
     assert list(analysis.load_results(run_dir)["rounds"]) == [3, 3]
 
 
-def test_two_workers_measure_the_same_points_as_one_and_warn_on_a_cpu(tmp_path, planted_path, mixbench):
+def test_two_workers_measure_the_same_points_as_one_and_warn_on_a_cpu(tmp_path, planted_path, mixbench, calibrated):
     common = ("sweep", "--mixers", "planted-identity,fft", "--dims", "4", "--seq-lens", "8,16", "--modes",
               "forward,train", "--budget", "0.01", "--rounds", "1", "--no-report")
-    one = mixbench(*common, "--out", str(tmp_path / "one"), extra_path=planted_path)
-    two = mixbench(*common, "--workers", "2", "--out", str(tmp_path / "two"), extra_path=planted_path)
+    one = mixbench(*common, "--out", str(calibrated(tmp_path / "one")), extra_path=planted_path)
+    two = mixbench(*common, "--workers", "2", "--out", str(calibrated(tmp_path / "two")), extra_path=planted_path)
     assert one.returncode == 0 and two.returncode == 0, two.stderr
     assert "warning: 2 workers share this CPU" in two.stderr
     keys = [("mixer", "seq_len", "mode", "status")]
@@ -67,8 +68,8 @@ def test_two_workers_measure_the_same_points_as_one_and_warn_on_a_cpu(tmp_path, 
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_stops_the_sweep_and_the_same_command_resumes_it(tmp_path, planted_path, signum):
-    run_dir = tmp_path / "run"
+def test_a_signal_stops_the_sweep_and_the_same_command_resumes_it(tmp_path, planted_path, signum, calibrated):
+    run_dir = calibrated(tmp_path / "run")
     args = [sys.executable, "-m", "bench", "sweep", *IDENTITY, "--seq-lens", "8,16,32,64,128,256", "--budget",
             "0.2", "--min-reps", "3", "--out", str(run_dir), "--no-report", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(planted_path)}
@@ -97,9 +98,8 @@ def test_a_signal_stops_the_sweep_and_the_same_command_resumes_it(tmp_path, plan
     assert "interrupted" not in json.loads((run_dir / "env.json").read_text())
 
 
-def test_a_stale_lock_is_taken_over_with_a_note(tmp_path, planted_path, mixbench):
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
+def test_a_stale_lock_is_taken_over_with_a_note(tmp_path, planted_path, mixbench, calibrated):
+    run_dir = calibrated(tmp_path / "run")
     (run_dir / ".lock").write_text("pid 999999\n")  # left by a sweep that was killed: nobody holds the flock
     done = mixbench("sweep", *IDENTITY, "--seq-lens", "8", "--budget", "0.01", "--rounds", "1", "--out",
                     str(run_dir), "--no-report", extra_path=planted_path)
@@ -166,8 +166,8 @@ def tiny_disk(tmp_path):
 
 
 def test_a_sweep_that_fills_the_disk_stops_with_one_line_and_then_resumes(tiny_disk, tmp_path, planted_path,
-                                                                          mixbench):
-    run_dir = tiny_disk / "run"
+                                                                          mixbench, calibrated):
+    run_dir = calibrated(tiny_disk / "run")
     args = ("sweep", *IDENTITY, "--seq-lens", ",".join(str(2 ** k) for k in range(2, 12)), "--modes",
             "forward,train", "--budget", "0.01", "--min-reps", "3", "--out", str(run_dir))
     done = mixbench(*args, extra_path=planted_path)

@@ -27,6 +27,8 @@ from bench.measuring.runner import LOST, Scheduler, Slot, StartError, Unit
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed here (make install adds it where it can)")
+# one local cluster serves the module: under pytest-xdist its tests run on one worker (`--dist loadgroup`)
+pytestmark = pytest.mark.xdist_group("ray")
 REPO = Path(__file__).resolve().parents[3]
 SMALL = dict(mixers_="fft,linear", seq_lens="8,16", dims="4", modes="forward,train", budget_s=0.01, rounds=1,
              device="cpu")
@@ -40,15 +42,6 @@ def read_rows(run_dir):
 def outcome(run_dir):
     """What a run measured, point for point: the key of each row and its status."""
     return sorted((*Point.from_row(row).key, row["status"]) for row in read_rows(run_dir))
-
-
-def calibrated(run_dir):
-    """A run folder whose device ceilings are known already, so the sweep skips the seconds of calibration."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    facts = environment.device_facts("cpu")
-    (run_dir / "env.json").write_text(json.dumps({"device_name": facts["device_name"], "peak_bandwidth_gbps": 10.0,
-                                                  "peak_tflops": {"float32": 0.05}}))
-    return run_dir
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +61,7 @@ def cluster():
         head.shutdown()
 
 
-# --- the scheduler with workers that lose their machine (no Ray needed) --------------------------------
+# --- the scheduler with fake workers: lost machines, late answers (no Ray needed) ----------------------
 
 class FakeWorker:
     """A worker whose replies a test decides: `behaviour(slot, message)` gives the reply to each message."""
@@ -121,6 +114,57 @@ def test_a_sweep_whose_every_worker_is_lost_stops_with_the_reason():
     with pytest.raises(StartError, match="every worker was lost.*10.0.0.7.*2 item"):
         pool.run([Unit(1, ["a", "b"])])
     assert recorded == []
+
+
+def test_the_count_of_items_not_run_leaves_out_those_done_and_a_loss_is_dated():
+    recorded = []
+    lose_c = lambda slot, message: LOST if message == ("item", "c") else ("row", {"status": "ok"}, False)  # noqa: E731
+    pool = scheduler([Slot(0)], lose_c, recorded)
+    with pytest.raises(StartError, match=r"; 3 item\(s\) not run"):  # c (handed back), d, e; not a or b
+        pool.run([Unit(1, ["a", "b", "c", "d", "e"])])
+    assert [item for item, _, _ in recorded] == ["a", "b"]
+    assert [lost["item"] for lost in pool.lost] == ["c"] and pool.lost[0]["at"].startswith("20")
+
+
+def test_a_loss_without_a_reason_from_the_worker_says_the_machine_went_away():
+    class Silent(FakeWorker):
+        def death_reason(self):
+            return None
+
+    recorded = []
+    pool = Scheduler([Slot(0), Slot(1)], lambda slot, round_: Silent(slot, round_, lambda s, m: LOST if s.index == 0
+                                                                     else ("row", {"status": "ok"}, False)),
+                     10.0, lambda item: ("item", item), lambda item, status, reason: {"status": status},
+                     lambda unit, item, row, slot: recorded.append(item),
+                     wait=lambda workers, timeout_s: [worker for worker in workers if worker.reply is not None])
+    pool.run([Unit(1, ["a"])])
+    assert recorded == ["a"] and pool.lost[0]["reason"] == "its machine went away"
+
+
+def test_an_answer_that_came_while_the_scheduler_was_busy_is_taken_at_the_deadline_not_timed_out():
+    recorded = []
+    waits = []
+
+    def late_wait(workers, timeout_s):  # the scheduler was busy (starting another worker) until past the deadline
+        waits.append(timeout_s)
+        if timeout_s > 0:
+            time.sleep(timeout_s)
+            return []
+        return [worker for worker in workers if worker.reply is not None]
+
+    pool = Scheduler([Slot(0)], lambda slot, round_: FakeWorker(slot, round_, lambda s, m: ("row", {"status": "ok"},
+                                                                                             False)),
+                     0.2, lambda item: ("item", item), lambda item, status, reason: {"status": status},
+                     lambda unit, item, row, slot: recorded.append((item, row["status"])), wait=late_wait)
+    pool.run([Unit(1, ["a", "b"])])
+    assert recorded == [("a", "ok"), ("b", "ok")] and 0 in waits and max(waits) > 0
+
+
+def test_a_run_that_lost_nothing_has_an_empty_list_of_losses():
+    recorded = []
+    pool = scheduler([Slot(0)], lambda slot, message: ("row", {"status": "ok"}, False), recorded)
+    pool.run([Unit(1, ["a"])])
+    assert pool.lost == [] and recorded == [("a", "ok", 0)]
 
 
 # --- choosing GPUs ------------------------------------------------------------------------------------
@@ -183,7 +227,8 @@ def test_backend_ray_without_ray_is_one_line_and_exit_status_2(tmp_path, mixbenc
 
 @needs_ray
 @pytest.mark.slow
-def test_one_worker_two_workers_and_ray_measure_the_same_rows_and_each_worker_sees_its_own_gpu(tmp_path, cluster):
+def test_one_worker_two_workers_and_ray_measure_the_same_rows_and_each_worker_sees_its_own_gpu(tmp_path, cluster,
+                                                                                                      calibrated):
     runs = {"one": {}, "two": {"workers": 2, "threads": 1},
             "ray": {"backend": "ray", "ray_address": cluster.address, "threads": 1}}
     for name, options in runs.items():
@@ -211,7 +256,7 @@ def test_one_worker_two_workers_and_ray_measure_the_same_rows_and_each_worker_se
 @needs_ray
 @pytest.mark.slow
 def test_a_ray_worker_that_crashes_or_hangs_costs_its_point_and_the_sweep_completes(tmp_path, cluster,
-                                                                                    planted_path, mixbench):
+                                                                                    planted_path, mixbench, calibrated):
     run_dir = calibrated(tmp_path / "run")
     done = mixbench("sweep", "--backend", "ray", "--ray-address", cluster.address, "--device", "cpu", "--mixers",
                     "planted-identity,planted-segfault,planted-hang", "--seq-lens", "8", "--dims", "4", "--modes",
@@ -254,7 +299,7 @@ def sweep_in_thread_until_signalled(sweep_plan, run_dir, rows: int, signum: int)
 
 @needs_ray
 @pytest.mark.slow
-def test_a_stopped_or_killed_ray_driver_resumes_without_duplicates(tmp_path, cluster):
+def test_a_stopped_or_killed_ray_driver_resumes_without_duplicates(tmp_path, cluster, calibrated):
     import ray
 
     run_dir = calibrated(tmp_path / "run")

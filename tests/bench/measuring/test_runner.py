@@ -26,8 +26,8 @@ def read_rows(run_dir):
         return list(csv.DictReader(handle))
 
 
-def test_planted_faults_become_rows_and_every_other_point_is_measured(tmp_path, planted_path, mixbench):
-    run_dir = tmp_path / "run"
+def test_planted_faults_become_rows_and_every_other_point_is_measured(tmp_path, planted_path, mixbench, calibrated):
+    run_dir = calibrated(tmp_path / "run")
     done = mixbench("sweep", "--mixers", FAULTS, "--seq-lens", "16,64,128", "--dims", "8", "--modes", "forward",
                     "--out", str(run_dir), "--timeout", "8", "--budget", "0.02", "--no-report", "--rounds", "1",
                     extra_path=planted_path)
@@ -50,8 +50,8 @@ def test_planted_faults_become_rows_and_every_other_point_is_measured(tmp_path, 
     assert status[("planted-oom", 128)] == "oom" and "not run: seq_len=64" in rows[("planted-oom", 128)]["error"]
 
 
-def test_a_sigkilled_sweep_resumes_to_exactly_one_row_per_point(tmp_path, planted_path):
-    run_dir = tmp_path / "run"
+def test_a_sigkilled_sweep_resumes_to_exactly_one_row_per_point(tmp_path, planted_path, calibrated):
+    run_dir = calibrated(tmp_path / "run")
     args = [sys.executable, "-m", "bench", "sweep", "--mixers", "planted-identity", "--seq-lens",
             "8,16,32,64,128,256", "--dims", "4", "--modes", "forward,train", "--budget", "0.3", "--min-reps", "3",
             "--out", str(run_dir), "--no-report", "--quiet"]
@@ -77,9 +77,9 @@ def test_a_sigkilled_sweep_resumes_to_exactly_one_row_per_point(tmp_path, plante
     assert f"{len(before)} already in" in resumed.stdout
 
 
-def test_running_the_same_sweep_again_measures_nothing_new(tmp_path, planted_path, mixbench):
+def test_running_the_same_sweep_again_measures_nothing_new(tmp_path, planted_path, mixbench, calibrated):
     args = ("sweep", "--mixers", "planted-identity", "--seq-lens", "8,16", "--dims", "4", "--modes", "forward",
-            "--budget", "0.01", "--out", str(tmp_path / "run"), "--no-report", "--rounds", "1")
+            "--budget", "0.01", "--out", str(calibrated(tmp_path / "run")), "--no-report", "--rounds", "1")
     assert mixbench(*args, extra_path=planted_path).returncode == 0
     again = mixbench(*args, extra_path=planted_path)
     assert again.returncode == 0 and "measured 0 points" in again.stdout and "2 already in" in again.stdout
@@ -113,7 +113,7 @@ def test_sweep_api_returns_a_dataframe_of_its_points(tmp_path):
     assert env["device"] == "cpu" and env["peak_tflops"]["float32"] > 0 and env["finished_at"]
 
 
-def test_a_mixer_edited_between_two_sweeps_is_measured_again(tmp_path, mixbench):
+def test_a_mixer_edited_between_two_sweeps_is_measured_again(tmp_path, mixbench, calibrated):
     """A plugin mixer's file changes between sweeps into the same folder: its point runs again, with the new hash."""
     from bench.reporting import analysis
 
@@ -125,7 +125,7 @@ def test_a_mixer_edited_between_two_sweeps_is_measured_again(tmp_path, mixbench)
                                                                               "planted = planted_mixers\n")
     source = (Path(__file__).parents[2] / "plugins" / "planted_mixers.py").read_text()
     (plugin / "planted_mixers.py").write_text(source)
-    run_dir = tmp_path / "run"
+    run_dir = calibrated(tmp_path / "run")
     args = ("sweep", "--mixers", "planted-identity", "--seq-lens", "8", "--dims", "4", "--modes", "forward",
             "--budget", "0.01", "--min-reps", "3", "--rounds", "1", "--out", str(run_dir), "--no-report")
     first = mixbench(*args, extra_path=plugin)
