@@ -25,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 	@$(VPY) -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 71)' 2>/dev/null \
 	  || $(VPY) -m pip install -q 'setuptools>=71' \
 	  || echo "install: could not get setuptools>=71 (offline?); trying with the one there"
-	@# wheels in .whl/ (e.g. carried to an offline GPU machine: `pip download tqdm hypothesis -d .whl`) are used first
+	@# wheels in .whl/ (e.g. carried to an offline GPU machine: `pip download tqdm hypothesis pytest-xdist -d .whl`) are used first
 	$(VPY) -m pip install -q --no-build-isolation $(if $(wildcard .whl/*.whl),--find-links .whl) -e '.[test]'
 	@# Ray (--backend ray) is optional: a machine without network, or without room to carry its ~80 MB wheel, goes on
 	@$(VPY) -c 'import ray' 2>/dev/null || $(VPY) -m pip install -q --retries 0 --timeout 20 --no-build-isolation \

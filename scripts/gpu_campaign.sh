@@ -16,8 +16,8 @@
 # step with SIGTERM (every finished point is already on disk; the sweep records the interruption) and the
 # next call resumes it: carry results/_campaign to a fresh machine and nothing is measured twice. Every call
 # ends by drawing each folder's report and packing them into $OUT/campaign.tar.gz (OUT defaults to
-# results/_campaign/out). No step needs the network: wheels the GPU image lacks (tqdm, hypothesis) are
-# installed from .whl/ when present (`pip download tqdm hypothesis -d .whl` beforehand, then carry .whl).
+# results/_campaign/out). No step needs the network: wheels the GPU image lacks (tqdm, hypothesis, pytest-xdist) are
+# installed from .whl/ when present (`pip download tqdm hypothesis pytest-xdist -d .whl` beforehand, then carry .whl).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 budget=${1:-540}

@@ -17,6 +17,8 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 SUITE = "tests/benchmarks/test_mixer_benchmarks.py"
 TINY = ("--benchmark-min-rounds=1", "--benchmark-max-time=0.01", "--benchmark-warmup=off")
+# the module's tests share one timed run (`saved_run`): under pytest-xdist they run on one worker (`--dist loadgroup`)
+pytestmark = pytest.mark.xdist_group("pytest-benchmark")
 
 
 def run_suite(planted_path: Path, *options: str) -> subprocess.CompletedProcess:
