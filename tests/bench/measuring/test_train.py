@@ -71,3 +71,46 @@ def test_the_learning_rate_warms_up_then_decays_to_zero():
     rates = [train.learning_rate(step, 1000, 1.0) for step in range(1000)]
     assert rates[0] == pytest.approx(0.01) and rates[99] == pytest.approx(1.0)
     assert all(a >= b for a, b in zip(rates[100:], rates[101:])) and rates[-1] < 1e-4
+
+
+def test_each_step_trains_at_the_scheduled_learning_rate():
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    rates = []
+    hook = register_optimizer_step_pre_hook(
+        lambda optimizer, args, kwargs: rates.append(optimizer.param_groups[0]["lr"]))
+    try:
+        train.train(point(steps=12, lr=2e-3))
+    finally:
+        hook.remove()
+    assert rates == pytest.approx([train.learning_rate(step, 12, 2e-3) for step in range(12)])
+
+
+def test_the_test_score_is_drawn_from_the_test_split_and_the_validation_score_from_validation(monkeypatch):
+    calls = []
+    scores = {"val": (0.75, 0.5), "test": (0.25, 1.5)}  # distinct, so a swapped split shows in the row
+
+    def evaluate(model, task, split, batches, device):
+        calls.append((split, batches))
+        return scores[split]
+
+    monkeypatch.setattr(train, "evaluate", evaluate)
+    row = train.train(point(steps=3))
+    assert row["accuracy"] == 0.25 and row["val_accuracy"] == 0.75
+    assert sorted(calls) == [("test", train.TEST_BATCHES), ("val", train.VAL_BATCHES)]
+
+
+def test_evaluation_scores_batches_of_its_own_split_only():
+    from bench import tasks
+
+    run = point(steps=1)
+    task = run.build_task()
+    seeds = []
+    drawn = task.batch
+    task.batch = lambda size, seed: seeds.append(seed) or drawn(size, seed)
+    torch.manual_seed(0)
+    model = train.build(run, task)
+    accuracy, loss = train.evaluate(model, task, "test", 3, "cpu")
+    assert seeds == [tasks.split_seed("test", index) for index in range(3)]
+    assert not set(seeds) & {tasks.split_seed("val", index) for index in range(3)}
+    assert 0 <= accuracy <= 1 and math.isfinite(loss)
