@@ -58,15 +58,15 @@ SCOPE = {
                + _functions("mixers.mamba", "x_scan_flops", "x_default_chunk_len")
                + _functions("mixers.dft_monarch", "x_split")),
     # the encoder's analytic cost and its layouts; the task generators (the truth the quality axis scores);
-    # the training loop's schedule, loss, evaluation and refusals (train() itself is checked end to end by
-    # tests/bench/measuring/test_train.py, too slow to run per mutant)
+    # the training loop: its schedule, loss, evaluation, refusals and train() itself (tests/bench/measuring/
+    # test_train.py trains tiny models for a few steps: seconds per mutant)
     "models": (["bench.models.cost.*", "bench.models.layout.*"]
                + _functions("bench.models.encoder", "x_default_ffn", "x_mlm_count", "x_mlm_positions",
                             "x_check_config", "xǁShapeǁ*")
                + _functions("bench.models.blocks", "x_options_for", "x_check_norm")),
     "tasks": ["bench.tasks.*"],
     "train": _functions("bench.measuring.train", "x_head_dim", "x_learning_rate", "x_loss_and_correct", "x_evaluate",
-                        "x_refusal", "xǁTrainPointǁ*"),
+                        "x_refusal", "x_train", "xǁTrainPointǁ*"),
 }
 KILLED = ("killed", "timeout")  # a mutant that makes the tests hang is caught too
 
