@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from bench.reporting import compare, style
 
@@ -15,9 +16,9 @@ def low_resolution(monkeypatch):
 
 
 def row(mixer="fft", seq_len=512, time_ms=1.0, status="ok", lo=None, hi=None, rounds=2, p20=None, p80=None,
-        peak_mem_mb=1.0, dtype="float32", mode="forward", device_name="cpu"):
-    return dict(mixer=mixer, seq_len=seq_len, dim=64, batch=8, batching="batch=8", dtype=dtype, mode=mode,
-                device="cpu", device_name=device_name, status=status, time_ms=time_ms if status == "ok" else None,
+        peak_mem_mb=1.0, dtype="float32", mode="forward", device_name="cpu", device="cpu", batching="batch=8"):
+    return dict(mixer=mixer, seq_len=seq_len, dim=64, batch=8, batching=batching, dtype=dtype, mode=mode,
+                device=device, device_name=device_name, status=status, time_ms=time_ms if status == "ok" else None,
                 time_ms_lo=lo, time_ms_hi=hi, time_ms_p20=p20, time_ms_p80=p80, rounds=rounds,
                 peak_mem_mb=peak_mem_mb if status == "ok" else None, error="" if status == "ok" else status)
 
@@ -48,6 +49,15 @@ def test_a_point_measured_again_compares_with_its_newer_row(tmp_path):
     assert point["time_ratio"] == pytest.approx(0.25) and point["verdict"] == "faster"
 
 
+def test_the_newer_row_wins_even_where_the_device_label_changed(tmp_path):
+    # a row written before the device column existed, then the point measured again: one point, the newer row
+    run_a = write(tmp_path / "a", [row(time_ms=4.0, lo=3.9, hi=4.1)])
+    run_b = write(tmp_path / "b", [row(time_ms=9.0, lo=8.9, hi=9.1, device=""), row(time_ms=1.0, lo=0.9, hi=1.1)])
+    table = compare.compare(run_a, run_b, tmp_path / "out")
+    assert len(table) == 1
+    assert table.iloc[0]["time_ms_b"] == 1.0 and table.iloc[0]["verdict"] == "faster"
+
+
 # --- verdicts ------------------------------------------------------------------------------------------------
 
 def verdict_of(a, b, threshold=0.5):
@@ -76,6 +86,9 @@ def verdict_of(a, b, threshold=0.5):
     (row(time_ms=1.0, rounds=1, p20=0.5, p80=1.95), row(time_ms=2.0, rounds=1, p20=1.9, p80=2.2), "within-noise"),
     # no spread recorded at all: the times themselves
     (row(time_ms=1.0, rounds=None), row(time_ms=2.0, rounds=None), "slower"),
+    # no rounds count: one round, so its p20-p80 band, not the missing rounds' spread (the times themselves)
+    (row(time_ms=1.0, rounds=None, p20=0.5, p80=1.95), row(time_ms=2.0, rounds=None, p20=1.9, p80=2.2),
+     "within-noise"),
     (row(time_ms=2.0, rounds=None), row(time_ms=1.0, rounds=None), "faster"),
 ])
 def test_a_change_is_called_only_beyond_the_threshold_and_both_spreads(a, b, expected):
@@ -88,35 +101,112 @@ def test_the_threshold_is_the_callers():
 
 
 def test_the_default_threshold_is_the_gpus_only_when_both_runs_are_on_a_gpu(tmp_path):
-    gpu_a = write(tmp_path / "gpu_a", [row()], {"device": "cuda"})
-    gpu_b = write(tmp_path / "gpu_b", [row()], {"device": "cuda"})
+    gpu_a = write(tmp_path / "gpu_a", [row(time_ms=1.0, lo=1.0, hi=1.0)], {"device": "cuda"})
+    gpu_b = write(tmp_path / "gpu_b", [row(time_ms=1.1, lo=1.1, hi=1.1)], {"device": "cuda"})
     cpu = write(tmp_path / "cpu", [row()], {"device": "cpu"})
     bare = write(tmp_path / "bare", [row()])
     assert compare.default_threshold(gpu_a, gpu_b) == compare.DEFAULT_THRESHOLD["cuda"] == 0.05
     assert compare.default_threshold(gpu_a, cpu) == compare.default_threshold(bare, gpu_b) == 0.5
-    assert compare.compare(gpu_a, gpu_b, tmp_path / "out").attrs["threshold"] == 0.05
-    assert compare.compare(gpu_a, gpu_b, tmp_path / "out", threshold=0.3).attrs["threshold"] == 0.3
+    # 1.1x is a difference on a GPU (0.05) but not with the threshold given (0.3)
+    by_default = compare.compare(gpu_a, gpu_b, tmp_path / "out")
+    assert by_default.attrs["threshold"] == 0.05 and by_default.iloc[0]["verdict"] == "slower"
+    given = compare.compare(gpu_a, gpu_b, tmp_path / "out", threshold=0.3)
+    assert given.attrs["threshold"] == 0.3 and given.iloc[0]["verdict"] == "within-noise"
 
 
 def test_ratios_of_time_and_memory_and_a_missing_memory_reading():
-    a = pd.DataFrame([row(time_ms=2.0, peak_mem_mb=4.0), row(seq_len=1024, time_ms=2.0, peak_mem_mb=0.0)])
-    b = pd.DataFrame([row(time_ms=3.0, peak_mem_mb=1.0), row(seq_len=1024, time_ms=1.0, peak_mem_mb=2.0)])
+    oom_with_memory = dict(row(seq_len=4096, status="oom"), peak_mem_mb=3.0)  # the memory it reached before failing
+    a = pd.DataFrame([row(time_ms=2.0, peak_mem_mb=4.0), row(seq_len=1024, time_ms=2.0, peak_mem_mb=0.0),
+                      row(seq_len=2048, time_ms=2.0, peak_mem_mb=2.0), oom_with_memory])
+    b = pd.DataFrame([row(time_ms=3.0, peak_mem_mb=1.0), row(seq_len=1024, time_ms=1.0, peak_mem_mb=2.0),
+                      row(seq_len=2048, time_ms=2.0, peak_mem_mb=0.0), row(seq_len=4096, peak_mem_mb=1.0)])
     table = compare.match(a, b).set_index("seq_len")
     assert table.loc[512, "time_ratio"] == pytest.approx(1.5) and table.loc[512, "mem_ratio"] == pytest.approx(0.25)
     assert table.loc[1024, "time_ratio"] == pytest.approx(0.5) and np.isnan(table.loc[1024, "mem_ratio"])
-    assert list(table["only_in"]) == ["", ""]
+    assert table.loc[2048, "time_ratio"] == 1.0 and np.isnan(table.loc[2048, "mem_ratio"])  # no reading in B
+    # a point that did not run in both has neither ratio, whatever memory its failed row reports
+    assert np.isnan(table.loc[4096, "time_ratio"]) and np.isnan(table.loc[4096, "mem_ratio"])
+    assert list(table["only_in"]) == ["", "", "", ""]
+
+
+def test_a_point_two_series_share_is_matched_once_preferring_its_own_label_then_a_pair_that_ran():
+    # batch=8 and tokens=65536 meet at 8192 tokens; tokens=16384 (batch 2) too
+    def point(batching, **options):
+        return row(seq_len=8192, batching=batching, **options)
+
+    a = pd.DataFrame([point("tokens=65536", time_ms=2.2), point("batch=8", time_ms=2.0)])
+    b = pd.DataFrame([point("batch=8", time_ms=1.0)])
+    table = compare.match(a, b)
+    assert len(table) == 1 and table.iloc[0]["batching"] == "batch=8"
+    assert table.iloc[0]["time_ratio"] == pytest.approx(0.5)
+
+    # no pair with the same label: the pair that ran in both, not the first one
+    a = pd.DataFrame([point("batch=8", status="oom"), point("tokens=65536", time_ms=2.0)])
+    b = pd.DataFrame([point("tokens=16384", time_ms=1.0)])
+    table = compare.match(a, b)
+    assert len(table) == 1 and table.iloc[0]["batching"] == "tokens=65536"
+    assert (table.iloc[0]["status_a"], table.iloc[0]["time_ratio"]) == ("ok", pytest.approx(0.5))
+
+
+COLUMNS = ["mixer", "scope", "seq_len", "dim", "layers", "ffn", "vocab", "norm", "batch", "dtype", "mode", "batching",
+           "only_in", "status_a", "status_b", "time_ms_a", "time_ms_b", "time_ratio", "verdict", "time_ms_lo_a",
+           "time_ms_hi_a", "time_ms_lo_b", "time_ms_hi_b", "rounds_a", "rounds_b", "peak_mem_mb_a", "peak_mem_mb_b",
+           "mem_ratio", "device_name_a", "device_name_b"]
 
 
 def test_points_in_one_run_only_are_listed_and_files_are_written(tmp_path):
-    run_a = write(tmp_path / "a", [row("fft", 512, time_ms=2.0), row("dct", 512, time_ms=1.0)])
+    run_a = write(tmp_path / "a", [row("fft", 512, time_ms=3.0), row("dct", 512, time_ms=1.0)])
     run_b = write(tmp_path / "b", [row("fft", 512, time_ms=1.0), row("hadamard", 512, time_ms=1.0)])
     table = compare.compare(run_a, run_b)
     assert dict(zip(table["mixer"], table["only_in"])) == {"fft": "", "dct": "a", "hadamard": "b"}
     assert dict(zip(table["mixer"], table["verdict"].fillna("-"))) == {"fft": "faster", "dct": "-", "hadamard": "-"}
+    assert list(table["batching"]) == ["batch=8"] * 3  # a point in one run only keeps that run's label
+    assert list(table.columns) == COLUMNS
     out = run_b / "compare-a"
     assert table.attrs == {"run_a": str(run_a), "run_b": str(run_b), "out_dir": str(out), "threshold": 0.5}
     written = pd.read_csv(out / "compare.csv")
-    assert list(written["mixer"]) == list(table["mixer"]) and (out / "compare.png").is_file()
+    assert list(written.columns) == COLUMNS and list(written["mixer"]) == list(table["mixer"])
+    assert written.set_index("mixer").loc["fft", "time_ratio"] == 0.333333  # 1 / 3 to six significant digits
+    assert (out / "compare.png").is_file()
+
+
+def test_the_files_go_to_the_folder_given_and_the_figure_names_both_runs(tmp_path, monkeypatch):
+    titles = []
+    savefig = Figure.savefig
+
+    def spy(fig, *args, **kwargs):
+        titles.append(fig._suptitle.get_text())
+        return savefig(fig, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", spy)
+    run_a = write(tmp_path / "a", [row(time_ms=2.0)])
+    run_b = write(tmp_path / "b", [row(time_ms=1.0, device_name="other")])
+    out = tmp_path / "not" / "yet" / "there"
+    compare.compare(run_a, run_b, out)
+    assert (out / "compare.csv").is_file() and (out / "compare.png").is_file()
+    assert not (run_b / "compare-a").exists()
+    assert len(titles) == 1 and f"A = {run_a} (cpu)" in titles[0] and f"B = {run_b} (other)" in titles[0]
+
+
+def test_points_and_mixers_are_listed_in_the_usual_order():
+    # the table: by scope, dtype, mode, dim, batching, then mixers in the usual order (not alphabetical), then length;
+    # the summary: by dtype, mode, then mixer
+    keys = [("attention", 512, "float32", "train"), ("attention", 512, "float32", "forward"),
+            ("fft", 1024, "float32", "forward"), ("fft", 512, "float32", "train"), ("dct", 512, "float32", "forward"),
+            ("fft", 512, "float32", "forward"), ("attention", 512, "bfloat16", "forward"),
+            ("fft", 512, "bfloat16", "forward")]
+    a = pd.DataFrame([row(mixer, n, dtype=dtype, mode=mode) for mixer, n, dtype, mode in keys])
+    table = compare.match(a, a.iloc[::-1])
+    assert list(zip(table["mixer"], table["seq_len"], table["dtype"], table["mode"])) == [
+        ("fft", 512, "bfloat16", "forward"), ("attention", 512, "bfloat16", "forward"),
+        ("fft", 512, "float32", "forward"), ("fft", 1024, "float32", "forward"), ("dct", 512, "float32", "forward"),
+        ("attention", 512, "float32", "forward"), ("fft", 512, "float32", "train"),
+        ("attention", 512, "float32", "train")]
+    summary = compare.summarize(table)
+    assert list(zip(summary["mixer"], summary["dtype"], summary["mode"])) == [
+        ("fft", "bfloat16", "forward"), ("attention", "bfloat16", "forward"), ("fft", "float32", "forward"),
+        ("dct", "float32", "forward"), ("attention", "float32", "forward"), ("fft", "float32", "train"),
+        ("attention", "float32", "train")]
 
 
 # --- per mixer --------------------------------------------------------------------------------------------
@@ -165,6 +255,12 @@ def test_the_ratio_figure_draws_one_line_per_mixer_at_its_ratios_and_the_line_of
     assert "A = run-a (cpu)" in fig._suptitle.get_text() and "B = run-b (cpu)" in fig._suptitle.get_text()
     legend = [text.get_text() for text in fig.legends[0].get_texts()]
     assert legend[-1] == "equal time" and set(legend[:-1]) == {"fft", "attention"}
+
+
+def test_the_figure_title_names_no_device_where_the_runs_recorded_none():
+    a, b = pd.DataFrame([row(time_ms=2.0, device_name="")]), pd.DataFrame([row(time_ms=1.0, device_name="")])
+    title = compare.ratio_figure(compare.match(a, b), "run-a", "run-b")._suptitle.get_text()
+    assert title.endswith("A = run-a · B = run-b")
 
 
 def test_no_figure_without_a_point_that_ran_in_both():
