@@ -114,3 +114,31 @@ def test_evaluation_scores_batches_of_its_own_split_only():
     assert seeds == [tasks.split_seed("test", index) for index in range(3)]
     assert not set(seeds) & {tasks.split_seed("val", index) for index in range(3)}
     assert 0 <= accuracy <= 1 and math.isfinite(loss)
+
+
+def test_the_learning_rate_by_hand():
+    # 50 steps: warm-up over max(1, min(100, 50 // 10)) = 5 steps, then a half cosine over the other 45
+    assert [train.learning_rate(step, 50, 2.0) for step in range(6)] == pytest.approx([0.4, 0.8, 1.2, 1.6, 2.0, 2.0])
+    assert train.learning_rate(5 + 45 // 3, 50, 2.0) == pytest.approx(1 + math.cos(math.pi / 3))  # a third of the way
+    assert train.learning_rate(50, 50, 2.0) == pytest.approx(0.0) and train.learning_rate(60, 50, 2.0) == 0.0
+    assert train.learning_rate(0, 5, 1.0) == 1.0  # no warm-up step to speak of: a one-step warm-up
+    assert train.learning_rate(0, 2000, 1.0) == pytest.approx(0.01)  # warm-up capped at 100 steps
+    assert train.learning_rate(2, 1, 1.0) == 0.0  # past the end stays at zero
+
+
+def test_loss_and_correct_count_right_predictions_where_the_task_scores():
+    logits = torch.tensor([[[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 1.0], [5.0, 0.0, 0.0]]])  # predicts 0, 1, 2, 0
+    targets = torch.tensor([[0, 1, 0, 2]])
+    loss, correct, counted = train.loss_and_correct(logits[0], targets[0], None)  # a label per sequence
+    assert (correct, counted) == (2, 4)
+    expected = torch.nn.functional.cross_entropy(logits[0], targets[0])
+    assert loss.item() == pytest.approx(expected.item())
+    mask = torch.tensor([[True, False, True, True]])  # a label per token, scored at positions 0, 2 and 3: one right
+    loss, correct, counted = train.loss_and_correct(logits, targets, mask)
+    assert (correct, counted) == (1, 3)
+    assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(logits[0][[0, 2, 3]],
+                                                                          targets[0][[0, 2, 3]]).item())
+
+
+def test_heads_are_64_wide_or_the_whole_width():
+    assert [train.head_dim(dim) for dim in (16, 64, 65, 128)] == [16, 64, 64, 64]
