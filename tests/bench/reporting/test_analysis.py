@@ -429,3 +429,11 @@ def test_noise_and_load_thresholds_are_exceeded_not_reached():
     assert list(busy) == [False, True, False, False]
     assert list(rows[busy]["seq_len"]) == [512]  # usable as a row mask
     assert list(analysis.loaded(rows, None)) == [False] * 4 and analysis.loaded(rows, 0).dtype == bool
+
+
+def test_the_scaling_fit_uses_the_later_of_two_measurements_of_a_point():
+    lengths = [2 ** k for k in range(6, 16)]  # over 16 rows per series: pandas' default sort is not stable there
+    first = table([("quad", n, 3e-6 * n * n * (1 + 0.3 * (i % 2)), 1e-3 * n) for i, n in enumerate(lengths)])
+    again = table([("quad", n, 1e-6 * n * n, 1e-3 * n) for n in lengths])
+    fit = analysis.scaling_exponents(pd.concat([first, again])).iloc[0]
+    assert fit["time_exponent"] == pytest.approx(2.0, abs=1e-9) and fit["n_points"] == 5
