@@ -243,6 +243,33 @@ def test_write_tables_on_a_fake_run(fake_run):
 
 # -- edges: reading a folder ---------------------------------------------------------------------------
 
+def test_prepare_reads_numbers_text_and_status_leniently():
+    rows = table([("fft", 512, 1.0, 1.0), ("dct", 384, 2.0, 1.0), ("zero", 512, 0.0, 1.0)])
+    rows = rows.drop(columns=["batching", "device"]).assign(status=["OK", " ok ", "ok"], batch=[3, np.nan, 8],
+                                                           energy_mj=["n/a", "1.5", ""])
+    ready = analysis.prepare(rows)
+    assert list(ready["status"]) == ["ok", "ok", "ok"]  # case and spaces as a hand-edited table may have them
+    assert list(ready["batching"]) == ["batch=3", "", "batch=8"]  # no batch, no label to derive
+    assert list(ready["device"]) == ["", "", ""] and list(ready["bound"]) == ["", "", ""]
+    assert ready["energy_mj"].iloc[1] == 1.5 and ready["energy_mj"].drop(1).isna().all()
+    for column in ("seq_len", "batch", "dim"):
+        assert ready[column].dtype.kind == "i", column  # whole numbers stay whole (384 and 3 are not even)
+    assert ready["time_ms"].dtype == float
+    assert list(analysis.ok_rows(rows)["mixer"]) == ["fft", "dct"]  # a time of 0 is no measurement
+
+
+def test_tables_list_series_and_groups_in_key_order_whatever_the_input_order():
+    lengths = (256, 512, 1024)
+    rows = pd.concat([table([("zeta", n, 1e-3 * n, 1.0) for n in lengths]).assign(dtype="float64"),
+                      table([("alpha", n, 2e-3 * n, 1.0) for n in lengths]).assign(dtype="float64"),
+                      table([("zeta", n, 1e-3 * n, 1.0) for n in lengths])])
+    fits = analysis.scaling_exponents(rows)
+    assert list(zip(fits["mixer"], fits["dtype"])) == [("alpha", "float64"), ("zeta", "float32"), ("zeta", "float64")]
+    assert all(fits[column].dtype.kind == "i" for column in ("fit_seq_len_min", "fit_seq_len_max", "n_points"))
+    assert [line.split(": ")[1][:4] for line in analysis.summary(rows)] == ["zeta", "zeta"]
+    assert [key["dtype"] for key, _ in analysis.group_summaries(rows)] == ["float32", "float64"]
+
+
 def test_load_results_keeps_text_as_written_and_reads_a_missing_or_empty_file_as_no_rows(tmp_path):
     rows = table([("fft", 512, 1.0, 1.0), ("fft", 1024, np.nan, np.nan, "error")])
     # a git hash of digits, nvidia-smi's "N/A", an exception whose message is "None": text, not numbers or NaN
@@ -342,6 +369,7 @@ def test_winners_count_each_mixer_once_and_give_the_runner_up_time():
     assert at_512["n_mixers"] == 2 and at_512["margin"] == pytest.approx(1.5)
     assert (alone["mixer"], alone["runner_up"], alone["n_mixers"]) == ("dct", "", 1)
     assert math.isnan(alone["runner_up_time_ms"]) and math.isnan(alone["margin"])
+    assert analysis.winners(table([("fft", 512, np.nan, np.nan, "oom")]))["seq_len"].dtype.kind == "i"  # none ran
 
 
 # -- edges: roofline, failures ---------------------------------------------------------------------------
