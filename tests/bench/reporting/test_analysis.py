@@ -105,8 +105,8 @@ def test_too_few_points_give_nan_exponents_and_failed_lengths_are_not_fitted():
 
 
 def test_a_point_measured_twice_is_fitted_once_and_memory_at_the_floor_still_counts():
-    rows = table([("lin", 512, 1.0, 0.01), ("lin", 1024, 9.0, 0.02), ("lin", 2048, 4.0, 0.04),
-                  ("lin", 1024, 2.0, 0.02)])  # 1024 measured again, with memory exactly MIN_MEM_MB at 512
+    rows = table([("lin", 512, 1.0, 0.01), ("lin", 1024, 2.0, 0.02), ("lin", 2048, 9.0, 0.09),
+                  ("lin", 2048, 4.0, 0.04)])  # 2048 measured again, with memory exactly MIN_MEM_MB at 512
     fit = analysis.scaling_exponents(rows).iloc[0]
     assert fit["n_points"] == 3
     assert fit["time_exponent"] == pytest.approx(1.0) and fit["mem_exponent"] == pytest.approx(1.0)
@@ -461,7 +461,7 @@ def test_noise_and_load_thresholds_are_exceeded_not_reached():
 
 def test_the_scaling_fit_uses_the_later_of_two_measurements_of_a_point():
     lengths = [2 ** k for k in range(6, 16)]  # over 16 rows per series: pandas' default sort is not stable there
-    first = table([("quad", n, 3e-6 * n * n * (1 + 0.3 * (i % 2)), 1e-3 * n) for i, n in enumerate(lengths)])
+    first = table([("quad", n, 3e-6 * n * n * (1 + 0.3 * (i % 3)), 1e-3 * n) for i, n in enumerate(lengths)])
     again = table([("quad", n, 1e-6 * n * n, 1e-3 * n) for n in lengths])
     fit = analysis.scaling_exponents(pd.concat([first, again])).iloc[0]
     assert fit["time_exponent"] == pytest.approx(2.0, abs=1e-9) and fit["n_points"] == 5
