@@ -153,7 +153,7 @@ def scaling_exponents(table: pd.DataFrame) -> pd.DataFrame:
                "time_exponent", "time_r2", "mem_exponent", "mem_r2"]
     rows = []
     for key, series in _groups(ok_rows(table), SERIES_KEYS):
-        series = series.sort_values("seq_len")
+        series = series.sort_values("seq_len", kind="stable")  # a point measured again: its later row is kept
         lengths = fit_range(series["seq_len"])
         fitted = series[series["seq_len"].isin(lengths)].drop_duplicates("seq_len", keep="last")
         row = dict(zip(SERIES_KEYS, key), fit_seq_len_min=min(lengths), fit_seq_len_max=max(lengths),

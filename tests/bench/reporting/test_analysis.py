@@ -100,7 +100,16 @@ def test_too_few_points_give_nan_exponents_and_failed_lengths_are_not_fitted():
     rows = table([("short", 512, 1.0, 1.0), ("short", 1024, 2.0, 2.0), ("short", 2048, np.nan, np.nan, "oom")])
     fit = analysis.scaling_exponents(rows).iloc[0]
     assert math.isnan(fit["time_exponent"]) and math.isnan(fit["mem_exponent"])
+    assert math.isnan(fit["time_r2"]) and math.isnan(fit["mem_r2"])
     assert (fit["fit_seq_len_max"], fit["n_points"]) == (1024, 2)
+
+
+def test_a_point_measured_twice_is_fitted_once_and_memory_at_the_floor_still_counts():
+    rows = table([("lin", 512, 1.0, 0.01), ("lin", 1024, 2.0, 0.02), ("lin", 2048, 9.0, 0.09),
+                  ("lin", 2048, 4.0, 0.04)])  # 2048 measured again, with memory exactly MIN_MEM_MB at 512
+    fit = analysis.scaling_exponents(rows).iloc[0]
+    assert fit["n_points"] == 3
+    assert fit["time_exponent"] == pytest.approx(1.0) and fit["mem_exponent"] == pytest.approx(1.0)
 
 
 # -- crossovers and winners ---------------------------------------------------------------------------
@@ -157,7 +166,7 @@ def test_summary_flags_noisy_timings():
     rows = table([("fft", 512, 1.0, 1), ("dct", 512, 1.1, 1), ("fft", 1024, 2.0, 1)])
     rows["time_ms_p20"], rows["time_ms_p80"] = rows["time_ms"] * 0.9, rows["time_ms"] * [3.0, 1.1, 1.1]
     (sentence,) = analysis.summary(rows)
-    assert sentence.endswith("Noisy: 1 of 3 points (see the table of noisy points).")
+    assert sentence.startswith("At 512 tokens") and sentence.endswith("Noisy: 1 of 3 points (see the table of noisy points).")
     rows["time_ms_p80"] = rows["time_ms"] * 1.1
     assert "Noisy" not in analysis.summary(rows)[0]
 
@@ -230,3 +239,229 @@ def test_write_tables_on_a_fake_run(fake_run):
         assert not written.empty, path.name
     scaling = pd.read_csv(run / "scaling.csv")
     assert {"fit_seq_len_min", "fit_seq_len_max", "n_points", "time_exponent", "mem_exponent"} <= set(scaling.columns)
+
+
+# -- edges: reading a folder ---------------------------------------------------------------------------
+
+def test_prepare_reads_numbers_text_and_status_leniently():
+    rows = table([("fft", 512, 1.0, 1.0), ("dct", 384, 2.0, 1.0), ("zero", 512, 0.0, 1.0)])
+    rows = rows.drop(columns=["batching", "device"]).assign(status=["OK", " ok ", "ok"], batch=[3, np.nan, 8],
+                                                           energy_mj=["n/a", "1.5", ""])
+    ready = analysis.prepare(rows)
+    assert list(ready["status"]) == ["ok", "ok", "ok"]  # case and spaces as a hand-edited table may have them
+    assert list(ready["batching"]) == ["batch=3", "", "batch=8"]  # no batch, no label to derive
+    assert list(ready["device"]) == ["", "", ""] and list(ready["bound"]) == ["", "", ""]
+    assert ready["energy_mj"].iloc[1] == 1.5 and ready["energy_mj"].drop(1).isna().all()
+    for column in ("seq_len", "batch", "dim"):
+        assert ready[column].dtype.kind == "i", column  # whole numbers stay whole (384 and 3 are not even)
+    assert ready["time_ms"].dtype == float
+    assert list(analysis.ok_rows(rows)["mixer"]) == ["fft", "dct"]  # a time of 0 is no measurement
+
+
+def test_tables_list_series_and_groups_in_key_order_whatever_the_input_order():
+    lengths = (256, 512, 1024)
+    rows = pd.concat([table([("zeta", n, 1e-3 * n, 1.0) for n in lengths]).assign(dtype="float64"),
+                      table([("alpha", n, 2e-3 * n, 1.0) for n in lengths]).assign(dtype="float64"),
+                      table([("zeta", n, 1e-3 * n, 1.0) for n in lengths])])
+    fits = analysis.scaling_exponents(rows)
+    assert list(zip(fits["mixer"], fits["dtype"])) == [("alpha", "float64"), ("zeta", "float32"), ("zeta", "float64")]
+    assert all(fits[column].dtype.kind == "i" for column in ("fit_seq_len_min", "fit_seq_len_max", "n_points"))
+    assert [line.split(": ")[1][:4] for line in analysis.summary(rows)] == ["zeta", "zeta"]
+    assert [key["dtype"] for key, _ in analysis.group_summaries(rows)] == ["float32", "float64"]
+
+
+def test_load_results_keeps_text_as_written_and_reads_a_missing_or_empty_file_as_no_rows(tmp_path):
+    rows = table([("fft", 512, 1.0, 1.0), ("fft", 1024, np.nan, np.nan, "error")])
+    # a git hash of digits, nvidia-smi's "N/A", an exception whose message is "None": text, not numbers or NaN
+    rows = rows.assign(source_hash="0123456", device_name="N/A", error=["", "None"])
+    rows.to_csv(tmp_path / "results.csv", index=False)
+    loaded = analysis.load_results(tmp_path)
+    assert list(loaded["source_hash"]) == ["0123456", "0123456"]
+    assert list(loaded["device_name"]) == ["N/A", "N/A"] and list(loaded["error"]) == ["", "None"]
+    assert "index" not in loaded.columns and list(loaded.index) == [0, 1]
+    (tmp_path / "results.csv").write_text("")  # a sweep that was stopped before its first row
+    assert analysis.load_results(tmp_path).empty
+    assert analysis.load_results(tmp_path / "nowhere").empty
+    (tmp_path / "env.json").write_text("[1, 2]")  # JSON, but not an object
+    assert analysis.load_env(tmp_path) == {}
+    (tmp_path / "env.json").write_text("{not json")
+    assert analysis.load_env(tmp_path) == {}
+
+
+def test_write_tables_writes_the_tables_columns_without_an_index_and_six_significant_digits(tmp_path):
+    rows = table([("fft", 512, 1.23456789, 2.0), ("attention", 512, 2.0, 1.0)]).assign(tokens_per_s=1234567890.0)
+    rows.to_csv(tmp_path / "results.csv", index=False)
+    paths = analysis.write_tables(tmp_path)
+    loaded = analysis.load_results(tmp_path)
+    expected = {"pareto.csv": analysis.pareto_front(loaded), "scaling.csv": analysis.scaling_exponents(loaded),
+                "crossovers.csv": analysis.crossovers(loaded), "winners.csv": analysis.winners(loaded)}
+    assert [path.name for path in paths] == list(expected)
+    for path in paths:
+        assert list(pd.read_csv(path).columns) == list(expected[path.name].columns), path.name
+    text = (tmp_path / "pareto.csv").read_text()
+    assert ",1.23457," in text and ",1.23457e+09," in text and "1.2345678" not in text
+
+
+def test_write_tables_adds_the_quality_tables_when_the_folder_has_a_quality_run(tmp_path):
+    common = dict(task="mqar", seq_len=64, dim=32, layers=2, batch=16, steps=100, dtype="float32", device="cpu",
+                  status="ok", lr=1e-3, seed=0)
+    pd.DataFrame([dict(common, layout="attention", accuracy=0.9, val_accuracy=0.9, step_ms=4.0),
+                  dict(common, layout="fft", accuracy=0.6, val_accuracy=0.6, step_ms=2.0),
+                  dict(common, layout="linear", accuracy=0.5, val_accuracy=0.5, step_ms=3.0)]
+                 ).to_csv(tmp_path / "quality.csv", index=False)
+    paths = analysis.write_tables(tmp_path)  # no results.csv: only the quality tables
+    assert [path.name for path in paths] == ["quality_best.csv", "quality_front.csv"]
+    assert sorted(pd.read_csv(tmp_path / "quality_best.csv")["layout"]) == ["attention", "fft", "linear"]
+    front = pd.read_csv(tmp_path / "quality_front.csv")
+    assert list(front["layout"]) == ["fft", "attention"] and list(front["rank"]) == [1, 2]
+
+
+# -- edges: fronts, fits, crossovers, winners ----------------------------------------------------------
+
+def test_pareto_front_has_exactly_its_documented_columns():
+    front = analysis.pareto_front(table([("a", 512, 1.0, 2.0), ("b", 512, 2.0, 1.0)]))
+    assert list(front.columns) == [*analysis.POINT_GROUP_KEYS, "mixer", "batch", "time_ms", "time_ms_p20",
+                                   "time_ms_p80", "peak_mem_mb", "tokens_per_s", "rank"]
+    assert list(front.index) == [0, 1]
+
+
+def test_r2_says_how_well_the_power_law_fits():
+    lengths = [512, 1024, 2048, 4096]  # the upper three are fitted
+    rows = table([("bumpy", n, 1e-3 * n * f, 1e-2 * n * g) for n, f, g in zip(lengths, (1, 1, 1.5, 1), (1, 1, 0.6, 1))])
+    fit = analysis.scaling_exponents(rows).iloc[0]
+    x = np.log([1024, 2048, 4096])
+    for values, exponent, r2 in ((1e-3 * np.array([1024, 3072, 4096]), "time_exponent", "time_r2"),
+                                 (1e-2 * np.array([1024, 2048 * 0.6, 4096]), "mem_exponent", "mem_r2")):
+        slope = np.polyfit(x, np.log(values), 1)[0]
+        assert fit[exponent] == pytest.approx(slope)
+        assert fit[r2] == pytest.approx(np.corrcoef(x, np.log(values))[0, 1] ** 2)  # r² of a line fit
+        assert 0.5 < fit[r2] < 0.99
+    flat = analysis.scaling_exponents(table([("flat", n, 2.0, 1e-2 * n) for n in lengths])).iloc[0]
+    assert flat["time_exponent"] == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(flat["time_r2"])  # nothing varies, so nothing is explained
+
+
+def test_crossover_edges_ties_group_keys_the_faster_side_and_a_remeasured_point():
+    # a and b tie at 512: the change from 256 to 1024 is still one crossover, across the tie
+    rows = table([("a", 256, 1.0, 1), ("a", 512, 2.0, 1), ("a", 1024, 4.0, 1),
+                  ("b", 256, 2.0, 1), ("b", 512, 2.0, 1), ("b", 1024, 2.0, 1)]).assign(dtype="bfloat16")
+    (row,) = analysis.crossovers(rows).to_dict("records")
+    assert (row["seq_len_low"], row["seq_len_high"]) == (256, 1024)
+    assert row["crossover_seq_len"] == pytest.approx(512.0)
+    assert (row["faster_below"], row["faster_above"]) == ("a", "b")
+    assert {key: row[key] for key in ("scope", "dim", "batching", "dtype", "mode", "device")} == \
+        dict(scope="mixer", dim=64, batching="batch=8", dtype="bfloat16", mode="forward", device="cuda")
+    # a point measured again: the later row is the one that counts (as load_results keeps it)
+    again = pd.concat([table([("a", 256, 1.0, 1), ("a", 512, 3.0, 1), ("b", 256, 2.0, 1), ("b", 512, 2.0, 1)]),
+                       table([("a", 512, 1.5, 1)])])
+    assert analysis.crossovers(again).empty
+
+
+def test_winners_count_each_mixer_once_and_give_the_runner_up_time():
+    rows = table([("fft", 512, 2.0, 1), ("fft", 512, 2.4, 1), ("dct", 512, 3.0, 1),  # fft measured twice
+                  ("dct", 1024, 4.0, 1)])
+    best = analysis.winners(rows)
+    assert list(best.columns) == [*analysis.POINT_GROUP_KEYS, "mixer", "time_ms", "runner_up", "runner_up_time_ms",
+                                  "margin", "attention_time_ms", "speedup_vs_attention", "n_mixers"]
+    assert list(best.index) == [0, 1] and best["seq_len"].dtype.kind == "i"
+    at_512, alone = best.to_dict("records")
+    assert (at_512["mixer"], at_512["runner_up"], at_512["runner_up_time_ms"]) == ("fft", "dct", 3.0)
+    assert at_512["n_mixers"] == 2 and at_512["margin"] == pytest.approx(1.5)
+    assert (alone["mixer"], alone["runner_up"], alone["n_mixers"]) == ("dct", "", 1)
+    assert math.isnan(alone["runner_up_time_ms"]) and math.isnan(alone["margin"])
+    assert analysis.winners(table([("fft", 512, np.nan, np.nan, "oom")]))["seq_len"].dtype.kind == "i"  # none ran
+
+
+# -- edges: roofline, failures ---------------------------------------------------------------------------
+
+def test_roofline_summary_counts_points_medians_and_ignores_unknown_bounds():
+    rows = table([("fft", n, 1.0, 1.0) for n in (256, 512, 1024)] + [("dct", n, 1.0, 1.0) for n in (256, 512)])
+    rows["roofline_frac"], rows["tflops"], rows["gbps"] = 0.1, [1.0, 2.0, 9.0, 3.0, 5.0], [10.0, 30.0, 20.0, 7.0, 9.0]
+    rows["bound"] = ["", "", "flops", "", ""]  # a point whose roofline term is unknown says nothing about it
+    summary = analysis.roofline_summary(rows).set_index("mixer")
+    assert summary.loc["fft", "n_points"] == 3 and summary.loc["dct", "n_points"] == 2
+    assert summary.loc["fft", "bound"] == "flops" and summary.loc["fft", "bound_share"] == 1.0
+    assert summary.loc["dct", "bound"] == "" and math.isnan(summary.loc["dct", "bound_share"])
+    assert (summary.loc["fft", "tflops_median"], summary.loc["fft", "gbps_median"]) == (2.0, 20.0)
+    assert (summary.loc["dct", "tflops_median"], summary.loc["dct", "gbps_median"]) == (4.0, 8.0)
+    nothing = analysis.roofline_summary(table([("fft", 512, np.nan, np.nan, "oom")]))
+    assert nothing.empty and {"mixer", "n_points", "roofline_frac_median", "bound"} <= set(nothing.columns)
+
+
+def test_failures_list_only_failed_rows_with_the_first_line_of_their_own_reason():
+    rows = table([("fft", 512, 1.0, 1.0), ("fft", 4096, np.nan, np.nan, "oom"), ("fft", 1024, np.nan, np.nan, "error"),
+                  ("dct", 2048, np.nan, np.nan, "timeout"), ("dct", 8192, np.nan, np.nan, "oom"),
+                  ("dct", 16384, np.nan, np.nan, "oom"), ("dct", 32768, np.nan, np.nan, "error")])
+    rows["error"] = ["", "CUDA out of memory at 4096", "RuntimeError: bad shape\n  at line 2", "no result within 120 s",
+                     "CUDA out of memory", "host out of memory", ""]
+    lost = analysis.failures(rows)
+    assert "ok" not in set(lost["status"]) and len(lost) == 6
+    by = {(m, s, e): n for m, s, e, n in zip(lost["mixer"], lost["status"], lost["error"], lost["seq_lens"])}
+    # rows are sorted by length before the reasons are attached: each reason stays with its own row
+    assert by == {("fft", "oom", "CUDA out of memory at 4096"): "4k", ("fft", "error", "RuntimeError: bad shape"): "1k",
+                  ("dct", "timeout", "no result within 120 s"): "2k", ("dct", "oom", "CUDA out of memory"): "8k",
+                  ("dct", "oom", "host out of memory"): "16k",  # a different reason, not merged
+                  ("dct", "error", ""): "32k"}  # no reason given
+
+
+def test_failures_cut_a_long_reason_and_accept_a_row_without_a_length():
+    rows = table([("fft", 512, np.nan, np.nan, "error"), ("dct", 512, np.nan, np.nan, "error")])
+    rows["error"] = ["x" * 400, "worker lost"]
+    rows.loc[1, "seq_len"] = np.nan  # a failure before any length was tried
+    lost = analysis.failures(rows).set_index("mixer")
+    assert lost.loc["fft", "error"] == "x" * 300
+    assert lost.loc["dct", "seq_lens"] == "" and math.isnan(lost.loc["dct", "first_seq_len"])
+
+
+# -- edges: the written answer, noise, load ----------------------------------------------------------------
+
+def test_summary_margins_just_above_or_below_ten_percent():
+    assert "1.1× faster than dct" in analysis.summary(table([("fft", 512, 1.0, 1), ("dct", 512, 1.1, 1)]))[0]
+    assert "9% faster than dct" in analysis.summary(table([("fft", 512, 1.0, 1), ("dct", 512, 1.0945, 1)]))[0]
+
+
+def test_summary_defaults_answer_at_512_against_attention_and_a_lone_mixer_has_no_margin():
+    # 256 and 1024 are one octave from 512 each: the shorter one is the answer
+    rows = table([("fft", 256, 1.0, 1), ("fft", 1024, 3.0, 1)])
+    assert analysis.summary(rows)[0].startswith("At 256 tokens")
+    assert analysis.group_summaries(rows)[0][1].startswith("At 256 tokens")
+    (sentence,) = analysis.summary(table([("fft", 512, 1.0, 1), ("dct", 512, 2.0, 1), ("attention", 512, 4.0, 1)]))
+    assert "fft is fastest (1 ms), 2.0× faster than dct (runner-up) and 4.0× faster than attention." in sentence
+    (sentence,) = analysis.summary(table([("fft", 512, 1.0, 1), ("linear", 512, 2.0, 1), ("dct", 512, 3.0, 1)]),
+                                   baseline="dct")
+    assert "2.0× faster than linear (runner-up) and 3.0× faster than dct." in sentence
+    (sentence,) = analysis.summary(table([("fft", 512, 1.0, 1)]))
+    assert "fft is fastest (1 ms). It is fastest at every measured length (512)." in sentence
+
+
+def test_summary_names_each_kind_of_failure_in_its_own_group_only():
+    rows = pd.concat([
+        table([("fft", 512, 1.0, 1), ("fft", 1024, 2.0, 1), ("slow", 512, 3.0, 1),
+               ("slow", 1024, np.nan, np.nan, "timeout"), ("slow", 2048, np.nan, np.nan, "timeout"),
+               ("broken", 2048, np.nan, np.nan, "error"), ("odd", 1536, np.nan, np.nan, "unsupported")]),
+        table([("fft", 512, 1.0, 1), ("dct", 512, 2.0, 1)]).assign(dtype="float64")])
+    first, second = analysis.summary(rows)
+    assert first.endswith(" broken fails from 2k; slow times out from 1k.")  # unsupported is no failure to report
+    assert second.endswith("It is fastest at every measured length (512).")
+
+
+def test_noise_and_load_thresholds_are_exceeded_not_reached():
+    rows = analysis.prepare(table([("fft", 512, 1.0, 1), ("dct", 512, 1.0, 1), ("fft", 1024, 1.0, 1),
+                                   ("dct", 1024, 1.0, 1)]))
+    rows["rounds"] = [2, 2, 1, 1]
+    rows["time_ms_lo"], rows["time_ms_hi"] = 1.0, [1.25, 1.26, 1.0, 1.0]  # rounds 25% apart: not yet noisy
+    rows["time_ms_p20"], rows["time_ms_p80"] = 1.0, [1.0, 1.0, 2.0, 2.01]  # p80 / p20 of 2: not yet noisy
+    assert list(analysis.noisy(rows)) == [False, True, False, True]
+    rows["load_avg"] = [2.5, 2.51, np.nan, 0.5]  # 2 cores and the half a core of slack
+    busy = analysis.loaded(rows, 2)
+    assert list(busy) == [False, True, False, False]
+    assert list(rows[busy]["seq_len"]) == [512]  # usable as a row mask
+    assert list(analysis.loaded(rows, None)) == [False] * 4 and analysis.loaded(rows, 0).dtype == bool
+
+
+def test_the_scaling_fit_uses_the_later_of_two_measurements_of_a_point():
+    lengths = [2 ** k for k in range(6, 16)]  # over 16 rows per series: pandas' default sort is not stable there
+    first = table([("quad", n, 3e-6 * n * n * (1 + 0.3 * (i % 3)), 1e-3 * n) for i, n in enumerate(lengths)])
+    again = table([("quad", n, 1e-6 * n * n, 1e-3 * n) for n in lengths])
+    fit = analysis.scaling_exponents(pd.concat([first, again])).iloc[0]
+    assert fit["time_exponent"] == pytest.approx(2.0, abs=1e-9) and fit["n_points"] == 5
