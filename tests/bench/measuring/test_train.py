@@ -122,6 +122,7 @@ def test_the_learning_rate_by_hand():
     assert train.learning_rate(5 + 45 // 3, 50, 2.0) == pytest.approx(1 + math.cos(math.pi / 3))  # a third of the way
     assert train.learning_rate(50, 50, 2.0) == pytest.approx(0.0) and train.learning_rate(60, 50, 2.0) == 0.0
     assert train.learning_rate(0, 5, 1.0) == 1.0  # no warm-up step to speak of: a one-step warm-up
+    assert train.learning_rate(2, 25, 1.0) == 1.0  # 25 // 10 = 2 warm-up steps: step 2 is the cosine's first
     assert train.learning_rate(0, 2000, 1.0) == pytest.approx(0.01)  # warm-up capped at 100 steps
     assert train.learning_rate(2, 1, 1.0) == 0.0  # past the end stays at zero
 
