@@ -1,5 +1,6 @@
 """Training runs: every layout learns something in a few steps, a seed repeats itself, failures are rows."""
 
+import dataclasses
 import math
 
 import pytest
@@ -143,3 +144,29 @@ def test_loss_and_correct_count_right_predictions_where_the_task_scores():
 
 def test_heads_are_64_wide_or_the_whole_width():
     assert [train.head_dim(dim) for dim in (16, 64, 65, 128)] == [16, 64, 64, 64]
+
+
+def test_evaluation_averages_right_predictions_and_losses_over_its_batches_by_hand():
+    class Fixed(torch.nn.Module):
+        def forward(self, inputs):  # always predicts class 1, with margin 2
+            return torch.tensor([[0.0, 2.0]]).expand(inputs.shape[0], 2)
+
+    class Task:
+        def __init__(self):
+            self.labels = iter([1, 0])  # the first batch is right, the second wrong
+
+        def batch(self, size, seed):
+            return torch.zeros(1, 3), torch.tensor([next(self.labels)]), None
+
+    accuracy, loss = train.evaluate(Fixed(), Task(), "val", 2, "cpu")
+    right, wrong = math.log(1 + math.exp(-2)), math.log(1 + math.exp(2))  # cross-entropy of each batch
+    assert accuracy == 0.5 and loss == pytest.approx((right + wrong) / 2)
+    assert train.evaluate(Fixed(), Task(), "val", 1, "cpu") == (1.0, pytest.approx(right))  # one scored label
+
+
+def test_a_run_is_refused_for_its_own_length_and_attention_gets_the_quality_models_head_width():
+    short = TrainPoint("mqar", "vocab_size=32,num_kv_pairs=8", "fft", 8, 32, 2, 64, "pre", True, 16, 5, 1e-3, 0,
+                       "float32", "cpu")
+    assert "mqar" in train.refusal(short) or "num_kv_pairs" in train.refusal(short)
+    assert train.refusal(dataclasses.replace(short, seq_len=64)) is None
+    assert train.refusal(point(layout="attention", dim=32)) is None  # head_dim = min(64, 32): one head of 32
