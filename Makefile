@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 # The suite on every core (pytest-xdist; TEST_JOBS=0 runs it in this process alone). --dist loadgroup keeps the
-# tests marked xdist_group (the Ray tests, which share one local cluster) on one worker.
+# tests marked xdist_group on one worker: the Ray tests (one local cluster) and the pytest-benchmark ones (one timed run).
 TEST_JOBS ?= auto
 test: install
 	$(VPY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup

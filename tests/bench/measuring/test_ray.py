@@ -90,11 +90,14 @@ class FakeWorker:
     stop = kill
 
 
-def scheduler(slots, behaviour, recorded):
-    return Scheduler(slots, lambda slot, round_: FakeWorker(slot, round_, behaviour), 10.0,
+def answered(workers, timeout_s):
+    return [worker for worker in workers if worker.reply is not None]
+
+
+def scheduler(slots, behaviour, recorded, *, worker=FakeWorker, timeout_s=10.0, wait=answered):
+    return Scheduler(slots, lambda slot, round_: worker(slot, round_, behaviour), timeout_s,
                      lambda item: ("item", item), lambda item, status, reason: {"status": status, "error": reason},
-                     lambda unit, item, row, slot: recorded.append((item, row["status"], slot.index)),
-                     wait=lambda workers, timeout_s: [worker for worker in workers if worker.reply is not None])
+                     lambda unit, item, row, slot: recorded.append((item, row["status"], slot.index)), wait=wait)
 
 
 def test_an_item_whose_worker_lost_its_machine_runs_again_on_another_and_the_slot_is_retired():
@@ -132,13 +135,10 @@ def test_a_loss_without_a_reason_from_the_worker_says_the_machine_went_away():
             return None
 
     recorded = []
-    pool = Scheduler([Slot(0), Slot(1)], lambda slot, round_: Silent(slot, round_, lambda s, m: LOST if s.index == 0
-                                                                     else ("row", {"status": "ok"}, False)),
-                     10.0, lambda item: ("item", item), lambda item, status, reason: {"status": status},
-                     lambda unit, item, row, slot: recorded.append(item),
-                     wait=lambda workers, timeout_s: [worker for worker in workers if worker.reply is not None])
+    lose_on_slot_0 = lambda slot, message: LOST if slot.index == 0 else ("row", {"status": "ok"}, False)  # noqa: E731
+    pool = scheduler([Slot(0), Slot(1)], lose_on_slot_0, recorded, worker=Silent)
     pool.run([Unit(1, ["a"])])
-    assert recorded == ["a"] and pool.lost[0]["reason"] == "its machine went away"
+    assert recorded == [("a", "ok", 1)] and pool.lost[0]["reason"] == "its machine went away"
 
 
 def test_an_answer_that_came_while_the_scheduler_was_busy_is_taken_at_the_deadline_not_timed_out():
@@ -150,14 +150,12 @@ def test_an_answer_that_came_while_the_scheduler_was_busy_is_taken_at_the_deadli
         if timeout_s > 0:
             time.sleep(timeout_s)
             return []
-        return [worker for worker in workers if worker.reply is not None]
+        return answered(workers, timeout_s)
 
-    pool = Scheduler([Slot(0)], lambda slot, round_: FakeWorker(slot, round_, lambda s, m: ("row", {"status": "ok"},
-                                                                                             False)),
-                     0.2, lambda item: ("item", item), lambda item, status, reason: {"status": status},
-                     lambda unit, item, row, slot: recorded.append((item, row["status"])), wait=late_wait)
+    pool = scheduler([Slot(0)], lambda slot, message: ("row", {"status": "ok"}, False), recorded, timeout_s=0.2,
+                     wait=late_wait)
     pool.run([Unit(1, ["a", "b"])])
-    assert recorded == [("a", "ok"), ("b", "ok")] and 0 in waits and max(waits) > 0
+    assert recorded == [("a", "ok", 0), ("b", "ok", 0)] and 0 in waits and max(waits) > 0
 
 
 def test_a_run_that_lost_nothing_has_an_empty_list_of_losses():
