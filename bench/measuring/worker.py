@@ -1,6 +1,6 @@
 """The child-process side of a sweep: calibrate the device, then measure points or train models, one at a time.
 
-A worker runs in a process of its own (spawned by `bench.measuring.runner`, or a Ray actor of
+A worker runs in a process of its own (started by `bench.measuring.runner`, or a Ray actor of
 `bench.measuring.ray_backend`) so that a hang, a crash or a poisoned CUDA context costs one point, not the
 sweep; both answer messages with the same `Measurer.handle`. Everything that can fail inside a point becomes
 a row with a status and a reason.

@@ -12,6 +12,8 @@ import time
 
 import pytest
 
+from bench import cli
+
 pytestmark = pytest.mark.slow
 
 IDENTITY = ("--mixers", "planted-identity", "--dims", "4", "--modes", "forward")
@@ -67,16 +69,14 @@ def test_two_workers_measure_the_same_points_as_one_and_warn_on_a_cpu(tmp_path, 
     assert set(env["workers"]) == {"0", "1"}
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
-def test_a_signal_stops_the_sweep_and_the_same_command_resumes_it(tmp_path, planted_path, signum, calibrated):
-    run_dir = calibrated(tmp_path / "run")
-    args = [sys.executable, "-m", "bench", "sweep", *IDENTITY, "--seq-lens", "8,16,32,64,128,256", "--budget",
-            "0.2", "--min-reps", "3", "--out", str(run_dir), "--no-report", "--quiet"]
-    env = {**os.environ, "PYTHONPATH": str(planted_path)}
+def stop_with(signum, args, env, run_dir, after_rounds):
+    """Start the sweep `args`, send it `signum` once `after_rounds` more rounds are logged, and check it stopped
+    within seconds with one line saying how to resume and env.json saying why."""
+    logged = len(rounds_of(run_dir)) if (run_dir / "rounds.jsonl").exists() else 0
     sweep = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
-        if (run_dir / "rounds.jsonl").exists() and len(rounds_of(run_dir)) >= 2:
+        if (run_dir / "rounds.jsonl").exists() and len(rounds_of(run_dir)) >= logged + after_rounds:
             break
         time.sleep(0.05)
     sweep.send_signal(signum)
@@ -90,11 +90,24 @@ def test_a_signal_stops_the_sweep_and_the_same_command_resumes_it(tmp_path, plan
     recorded = json.loads((run_dir / "env.json").read_text())
     assert recorded["interrupted"]["signal"] == signal.Signals(signum).name and recorded["finished_at"] is None
 
+
+def test_a_signal_stops_the_sweep_and_the_same_command_resumes_it(tmp_path, planted_path, calibrated):
+    """SIGTERM stops the sweep; the same command resumes it, SIGINT (Ctrl-C) stops that; the third run completes."""
+    run_dir = calibrated(tmp_path / "run")
+    args = [sys.executable, "-m", "bench", "sweep", *IDENTITY, "--seq-lens", "8,16,32,64,128,256", "--budget",
+            "0.2", "--min-reps", "3", "--out", str(run_dir), "--no-report", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(planted_path)}
+    stop_with(signal.SIGTERM, args, env, run_dir, after_rounds=2)
+    stop_with(signal.SIGINT, args, env, run_dir, after_rounds=2)
+    assert len(rounds_of(run_dir)) < 12, "the second signal should land in the middle of the sweep"
+
     resumed = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     rows = read_rows(run_dir / "results.csv")
     assert sorted(int(row["seq_len"]) for row in rows) == [8, 16, 32, 64, 128, 256]  # every point exactly once
     assert all(row["rounds"] == "2" for row in rows)
+    rounds = [(tuple(record["key"]), record["round"]) for record in rounds_of(run_dir)]
+    assert len(rounds) == len(set(rounds)) == 12  # and every round once
     assert "interrupted" not in json.loads((run_dir / "env.json").read_text())
 
 
@@ -110,33 +123,31 @@ def test_a_stale_lock_is_taken_over_with_a_note(tmp_path, planted_path, mixbench
 
 @pytest.mark.parametrize("name, content", [("results.csv", "when,what\n2024,lunch\n"), ("env.json", "not json\n"),
                                            ("env.json", "[1, 2]\n")])
-def test_files_mixbench_did_not_write_are_refused_and_left_untouched(tmp_path, mixbench, name, content):
+def test_files_mixbench_did_not_write_are_refused_and_left_untouched(tmp_path, name, content, capsys):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / name).write_text(content)
-    done = mixbench("sweep", "--mixers", "fft", "--seq-lens", "8", "--dims", "4", "--out", str(run_dir),
-                    "--no-report")
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and "left untouched" in done.stderr
+    code = cli.main(["sweep", "--mixers", "fft", "--seq-lens", "8", "--dims", "4", "--out", str(run_dir),
+                     "--no-report"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "left untouched" in err
     assert (run_dir / name).read_text() == content
     assert sorted(p.name for p in run_dir.iterdir()) == [name]
 
 
 @pytest.mark.parametrize("where", ["/proc/mixbench-cannot-be-here/run", "FILE/run"])
-def test_a_folder_that_cannot_be_created_is_refused_before_anything_runs(tmp_path, mixbench, where):
+def test_a_folder_that_cannot_be_created_is_refused_before_anything_runs(tmp_path, where, capsys):
     (tmp_path / "FILE").write_text("a file, not a folder")
     out = where.replace("FILE", str(tmp_path / "FILE"))
-    done = mixbench("sweep", "--mixers", "fft", "--seq-lens", "8", "--dims", "4", "--out", out)
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1 and "--out" in done.stderr
+    code = cli.main(["sweep", "--mixers", "fft", "--seq-lens", "8", "--dims", "4", "--out", out])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "--out" in err
 
 
 def test_a_full_disk_while_drawing_is_one_line_and_keeps_every_row(fake_run, monkeypatch, capsys):
     import errno
 
     from matplotlib.figure import Figure
-
-    from bench import cli
 
     run = fake_run(mixers=("fft", "attention"), seq_lens=(128, 256, 512), dtypes=("float32",), modes=("forward",))
     rows_before = (run / "results.csv").read_text()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.measuring import measure, runner
 from bench.measuring.store import RunFolder
 
 pytestmark = pytest.mark.slow
@@ -138,3 +139,19 @@ def test_a_mixer_edited_between_two_sweeps_is_measured_again(tmp_path, mixbench,
     assert len(rows) == 2 and rows[0]["source_hash"] != rows[1]["source_hash"]
     table = analysis.load_results(run_dir)
     assert len(table) == 1 and table["source_hash"].iloc[0] == rows[1]["source_hash"]
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads a process's parent from /proc")
+def test_each_cpu_worker_is_a_process_of_its_own_forked_by_the_server_with_its_own_settings():
+    policy = measure.TimingPolicy(budget_s=0.01, min_reps=1)
+    workers = [runner.Worker(runner.Slot(0, {}, threads), "cpu", "this cpu", policy) for threads in (1, 2)]
+    try:
+        pids = [worker.process.pid for worker in workers]
+        parents = {int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) for pid in pids}
+        assert len(set(pids)) == 2 and parents.isdisjoint({os.getpid()}) and len(parents) == 1  # the forkserver
+        assert [worker.settings["pid"] for worker in workers] == pids
+        assert [worker.settings["threads"] for worker in workers] == [1, 2]
+    finally:
+        for worker in workers:
+            worker.stop()
+    assert not any(worker.alive() for worker in workers)

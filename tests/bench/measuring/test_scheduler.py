@@ -1,6 +1,6 @@
 """The runner's bookkeeping in process, with fake workers: which points run, which are cut off, which resume.
 
-`FakeWorker` stands in for `runner.Worker` (a spawned process): it answers a point at once with a row from
+`FakeWorker` stands in for `runner.Worker` (a process of its own): it answers a point at once with a row from
 `behaviour`, so a whole `runner.run` — units, the scheduler, rounds, resume — runs in milliseconds and
 without torch doing any work. The real processes are exercised by test_runner.py and test_faults.py.
 """
@@ -367,6 +367,13 @@ def test_local_slots_are_one_per_device_or_per_worker():
     assert [(s.index, s.env) for s in runner.local_slots("cpu", devices=(0, 1))] == [(0, {}), (1, {})]
     assert [(s.index, s.env, s.threads) for s in runner.local_slots("cpu", workers=3)] == [(0, {}, None), (1, {}, None),
                                                                                            (2, {}, None)]
+
+
+def test_a_cpu_worker_is_forked_from_a_server_that_imported_torch_and_a_cuda_worker_is_spawned():
+    assert runner.start_context("cpu", runner.Slot(0)).get_start_method() == "forkserver"
+    assert runner.start_context("cuda", runner.Slot(0)).get_start_method() == "spawn"
+    assert runner.start_context("cpu", runner.Slot(0, {"CUDA_VISIBLE_DEVICES": "1"})).get_start_method() == "spawn"
+    assert {"torch", "torch._dynamo"} <= set(runner.FORKSERVER_PRELOAD)
 
 
 def test_a_sweep_report_counts_rows_by_status(tmp_path):
