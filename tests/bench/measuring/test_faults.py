@@ -220,7 +220,7 @@ def test_training_runs_of_a_plugin_mixer_and_of_planted_faults_are_rows(tmp_path
 
 def test_a_signal_stops_a_quality_run_and_the_same_command_resumes_it(tmp_path, planted_path):
     run_dir = tmp_path / "run"
-    args = [sys.executable, "-m", "bench", *QUALITY, "--mixers", "planted-identity,fft,pool,linear", "--steps", "200",
+    args = [sys.executable, "-m", "bench", *QUALITY, "--mixers", "planted-identity,fft,pool,linear", "--steps", "100",
             "--out", str(run_dir), "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(planted_path)}
     run = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

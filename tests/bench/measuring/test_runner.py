@@ -78,14 +78,6 @@ def test_a_sigkilled_sweep_resumes_to_exactly_one_row_per_point(tmp_path, plante
     assert f"{len(before)} already in" in resumed.stdout
 
 
-def test_running_the_same_sweep_again_measures_nothing_new(tmp_path, planted_path, mixbench, calibrated):
-    args = ("sweep", "--mixers", "planted-identity", "--seq-lens", "8,16", "--dims", "4", "--modes", "forward",
-            "--budget", "0.01", "--out", str(calibrated(tmp_path / "run")), "--no-report", "--rounds", "1")
-    assert mixbench(*args, extra_path=planted_path).returncode == 0
-    again = mixbench(*args, extra_path=planted_path)
-    assert again.returncode == 0 and "measured 0 points" in again.stdout and "2 already in" in again.stdout
-
-
 def test_a_second_sweep_into_a_folder_being_written_is_refused(tmp_path, planted_path, mixbench):
     run_dir = tmp_path / "run"
     holder = RunFolder(run_dir).open()  # stands in for a sweep that is writing there
@@ -114,8 +106,10 @@ def test_sweep_api_returns_a_dataframe_of_its_points(tmp_path):
     assert env["device"] == "cpu" and env["peak_tflops"]["float32"] > 0 and env["finished_at"]
 
 
-def test_a_mixer_edited_between_two_sweeps_is_measured_again(tmp_path, mixbench, calibrated):
-    """A plugin mixer's file changes between sweeps into the same folder: its point runs again, with the new hash."""
+def test_the_same_sweep_again_measures_nothing_and_a_mixer_edited_since_is_measured_again(tmp_path, mixbench,
+                                                                                          calibrated):
+    """The same sweep into the same folder finds its points there; after the plugin mixer's file changes, its
+    point runs again, with the new hash."""
     from bench.reporting import analysis
 
     plugin = tmp_path / "plugin"
@@ -131,6 +125,8 @@ def test_a_mixer_edited_between_two_sweeps_is_measured_again(tmp_path, mixbench,
             "--budget", "0.01", "--min-reps", "3", "--rounds", "1", "--out", str(run_dir), "--no-report")
     first = mixbench(*args, extra_path=plugin)
     assert first.returncode == 0, first.stderr
+    again = mixbench(*args, extra_path=plugin)
+    assert again.returncode == 0 and "measured 0 points" in again.stdout and "; 1 already in" in again.stdout
     (plugin / "planted_mixers.py").write_text(source.replace("return x.clone()", "return x.clone()  # edited", 1))
     second = mixbench(*args, extra_path=plugin)
     assert second.returncode == 0, second.stderr
