@@ -2,6 +2,7 @@
 
 import dataclasses
 import math
+import time
 
 import pytest
 import torch
@@ -170,3 +171,79 @@ def test_a_run_is_refused_for_its_own_length_and_attention_gets_the_quality_mode
     assert train.refusal(short).startswith("mqar: seq_len=8 is too short for 8 key-value pairs")
     assert train.refusal(dataclasses.replace(short, seq_len=64)) is None
     assert train.refusal(point(layout="attention", dim=32)) is None  # head_dim = min(64, 32): one head of 32
+
+
+@pytest.mark.parametrize("batch", [16, 1])
+def test_a_run_by_hand_gives_the_same_row(batch):
+    """train() against the same run written out step by step: AdamW with betas (0.9, 0.98) and weight decay 0.1 at
+    the scheduled rate, a fresh training batch per step and seed, clipping at norm 1, the mean accuracy and loss of
+    the last 20 steps, and both scores from the trained model."""
+    from bench import tasks
+
+    run = dataclasses.replace(point(steps=24, lr=3e-3, seed=3), batch=batch)
+    task = run.build_task()
+    torch.manual_seed(run.seed)
+    model = train.build(run, task)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=(0.9, 0.98), weight_decay=0.1)
+    accuracies, losses = [], []
+    for step in range(run.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = train.learning_rate(step, run.steps, run.lr)
+        inputs, targets, mask = task.batch(run.batch, tasks.split_seed("train", step, run.seed))
+        assert mask is None  # majority scores one class per sequence
+        logits = model(inputs)
+        loss = torch.nn.functional.cross_entropy(logits, targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        optimizer.zero_grad()
+        accuracies.append((logits.argmax(1) == targets).float().mean().item())
+        losses.append(loss.item())
+    started = time.perf_counter()
+    row = train.train(run)
+    elapsed = time.perf_counter() - started
+    assert row["train_accuracy"] == pytest.approx(sum(accuracies[-20:]) / 20)
+    assert row["loss"] == pytest.approx(sum(losses[-20:]) / 20)
+    assert row["val_accuracy"] == train.evaluate(model, task, "val", train.VAL_BATCHES, "cpu")[0]
+    assert row["accuracy"] == train.evaluate(model, task, "test", train.TEST_BATCHES, "cpu")[0]
+    assert set(row) == {"accuracy", "val_accuracy", "train_accuracy", "loss", "baseline", "params", "train_s",
+                        "step_ms", "tokens_per_s", "threads"}
+    assert row["baseline"] == task.baseline and row["threads"] == torch.get_num_threads()
+    assert row["params"] == sum(p.numel() for p in model.parameters())
+    assert 0 < row["train_s"] < elapsed
+    # the median of the timed steps (forward, backward, update) against the mean of all of them (and their batches)
+    assert 0.01 < row["step_ms"] / (row["train_s"] * 1e3 / run.steps) <= 1.5
+
+
+def test_a_loss_that_stops_being_finite_ends_the_run_with_the_step(monkeypatch):
+    scored = train.loss_and_correct
+    steps = []
+
+    def poisoned(logits, targets, mask):
+        loss, correct, counted = scored(logits, targets, mask)
+        steps.append(len(steps))
+        return (loss * math.nan if len(steps) == 3 else loss), correct, counted
+
+    monkeypatch.setattr(train, "loss_and_correct", poisoned)
+    with pytest.raises(FloatingPointError, match=r"^the training loss became nan at step 2$"):
+        train.train(point(steps=6))
+
+
+@pytest.mark.parametrize("dtype, computed", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
+def test_a_bfloat16_run_trains_and_scores_under_autocast_and_a_float32_run_does_not(monkeypatch, dtype, computed):
+    scored, seen = train.loss_and_correct, set()
+
+    def recording(logits, targets, mask):
+        seen.add(logits.dtype)
+        return scored(logits, targets, mask)
+
+    monkeypatch.setattr(train, "loss_and_correct", recording)
+    train.train(dataclasses.replace(point(steps=2), dtype=dtype))
+    assert seen == {computed}
+
+
+def test_a_quality_row_gives_back_its_run():
+    run = point(layout="fft+attention:1", steps=7, lr=1e-3, seed=2)
+    row = {key: str(value) for key, value in run.as_dict().items()}
+    assert TrainPoint.from_row(row) == run
+    assert TrainPoint.from_row({**row, "shift": "False"}).shift is False
