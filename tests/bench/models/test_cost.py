@@ -157,6 +157,16 @@ def test_part_bytes_read_inputs_and_parameters_and_write_outputs():
     assert got["layer0.mixer:fft"].bytes_min == mixers.get("fft").bytes_min(seq_len, dim, batch, torch.float16)
     assert got["head.decoder"].bytes_min == (m * batch * dim + VOCAB * dim + VOCAB + batch * m * VOCAB) * item
     assert got["head.decoder"].params == VOCAB  # the tied weight is the embedding's
+    # a dense layer reads its rows and parameters and writes its rows; the MLM transform adds GELU's 5 FLOPs each
+    assert got["head.transform"].bytes_min == (m * batch * (dim + dim) + dim * dim + dim) * item
+    assert got["head.transform"].flops == m * batch * (2 * dim * dim + dim + 5 * dim)
+    classes = 3
+    for head, rows_in in (("tokens", rows), ("sequence", batch)):
+        classifier = {p.name: p for p in parts("encoder", "fft", seq_len, dim, batch, torch.float16, "forward",
+                                               layers=1, ffn=FFN, vocab=VOCAB, head=head, num_classes=classes)}
+        assert classifier["head.classifier"].bytes_min == (rows_in * (dim + classes) + dim * classes + classes) * item
+        assert classifier["head.classifier"].flops == rows_in * (2 * dim * classes + classes)  # no GELU
+        assert classifier["head.classifier"].params == dim * classes + classes
     train = {p.name: p for p in parts("encoder", "fft", seq_len, dim, batch, torch.float16, "train", layers=1,
                                        ffn=FFN, vocab=VOCAB)}
     # train: twice the forward traffic, plus the gradient of the tied weight and the bias

@@ -32,10 +32,25 @@ def test_evaluate_hand_worked_expressions(expression, value):
     assert listops.evaluate(expression.split() + [listops.PAD] * 3) == value  # trailing padding
 
 
-@pytest.mark.parametrize("expression", ["[MIN 1 2", "1 2 ]", "[MAX ]", "[MIN 1 2 ] 3", "[MIN 1 x ]", "", "[AVG 1 2 ]"])
-def test_evaluate_refuses_malformed_expressions(expression):
-    with pytest.raises(ValueError):
+ALLOWED = "(allowed: <pad> 0 1 2 3 4 5 6 7 8 9 [MIN [MAX [MED [SM ]"
+
+
+@pytest.mark.parametrize("expression, message", [
+    ("[MIN 1 2", "incomplete expression: 1 list(s) left open"), ("", "incomplete expression: 0 list(s) left open"),
+    ("1 2 ]", "token '2' after the end of the expression"),
+    ("[MIN 1 2 ] 3", "token '3' after the end of the expression"),
+    ("]", "']' closes no list"), ("[MAX ]", "[MAX has no arguments"),
+    ("[MIN 1 x ]", f"unknown ListOps token 'x' {ALLOWED})"), ("[MIN 1 10 ]", f"unknown ListOps token '10' {ALLOWED})"),
+    ("[AVG 1 2 ]", f"unknown ListOps token '[AVG' {ALLOWED})"),
+])
+def test_evaluate_refuses_malformed_expressions_saying_why(expression, message):
+    with pytest.raises(ValueError) as refused:
         listops.evaluate(expression.split())
+    assert str(refused.value) == message
+
+
+def test_evaluate_skips_padding_anywhere():
+    assert listops.evaluate(["[MAX", "2", listops.PAD, "9", listops.PAD, "]", listops.PAD]) == 9
 
 
 def test_med_is_lras_int_numpy_median_and_sm_is_the_sum_mod_10():

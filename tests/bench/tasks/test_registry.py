@@ -76,8 +76,18 @@ def test_non_subclass_is_refused(registry, thing):
 
 @pytest.mark.parametrize("name", ["", None, 3])
 def test_empty_or_non_string_name_is_refused(name):
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError) as refused:
         tasks.register(name)
+    assert str(refused.value) == f"register() takes a non-empty task name, got {name!r}"
+
+
+def test_a_task_shows_its_class_name_length_and_options(registry):
+    cls = tasks.register("test-shown")(make_task_class("Shown"))
+    assert repr(cls(seq_len=8, symbols=5)) == "Constant('test-shown', seq_len=8, symbols=5)"
+    assert repr(tasks.build("mqar", seq_len=64, num_kv_pairs=4)) == (
+        "MultiQueryAssociativeRecall('mqar', seq_len=64, vocab_size=256, num_kv_pairs=4, num_queries=4, power_a=0.01)")
+    bare = tasks.register("test-bare")(type("Bare", (tasks.Task,), {}))
+    assert repr(bare(seq_len=3)) == "Bare('test-bare', seq_len=3)"
 
 
 def test_unknown_name_is_one_line_listing_the_available_names():
@@ -121,10 +131,14 @@ def test_entry_point_plugins_are_loaded(registry, tmp_path, monkeypatch):
 
 def test_a_broken_plugin_warns_and_does_not_take_the_registry_down(registry, monkeypatch):
     broken = importlib.metadata.EntryPoint("broken", "no_such_module_for_mixbench", tasks.ENTRY_POINT_GROUP)
-    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points(broken))
+    elsewhere = importlib.metadata.EntryPoint("elsewhere", "no_such_mixer_module", "mixbench.mixers")  # not read here
+    monkeypatch.setattr(importlib.metadata, "entry_points", fake_entry_points(broken, elsewhere))
     before = tasks.available()
-    with pytest.warns(RuntimeWarning, match="broken"):
+    with pytest.warns(RuntimeWarning) as warned:
         tasks._load_entry_points()
+    assert [str(w.message) for w in warned] == [
+        "mixbench: could not load task plugin 'broken' (no_such_module_for_mixbench): ModuleNotFoundError: "
+        "No module named 'no_such_module_for_mixbench'"]
     assert tasks.available() == before
 
 
