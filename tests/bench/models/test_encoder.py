@@ -178,6 +178,22 @@ def test_impossible_encoders_are_refused_in_one_line(options, message):
     assert "\n" not in str(error.value)
 
 
+@pytest.mark.parametrize("size", ["seq_len", "dim", "layers", "ffn"])
+def test_a_size_below_one_is_refused_by_its_name(size):
+    sizes = dict(layout="fft", seq_len=16, dim=64, layers=1, ffn=FFN, vocab=VOCAB)
+    with pytest.raises(ValueError) as error:
+        Encoder(**{**sizes, size: 0})
+    assert str(error.value) == f"{size} must be at least 1, got {size}=0"
+
+
+def test_a_negative_vocabulary_is_refused_and_a_head_of_one_class_is_allowed():
+    with pytest.raises(ValueError) as error:
+        Encoder("fft", 16, 64, 1, FFN, -1, head="none")
+    assert str(error.value) == "vocab must be ≥ 0 (0: the encoder takes vectors, not token ids), got vocab=-1"
+    assert Encoder("fft", 16, 64, 1, FFN, VOCAB, head="sequence", num_classes=1)(torch.zeros(2, 16).long()).shape == (
+        2, 1)
+
+
 def test_inputs_of_the_wrong_length_are_refused():
     with pytest.raises(ValueError, match="expected inputs of \\(batch, 16\\), got shape \\(2, 15\\)"):
         Encoder("fft", 16, 64, 1, FFN, VOCAB)(tokens(15))
