@@ -109,3 +109,19 @@ def test_bad_options_are_one_line(seq_len, options, words):
     message = str(error.value)
     assert message == support.reason and "\n" not in message and message.startswith("mqar: ")
     assert all(word in message for word in words), message
+
+
+def test_the_asked_slots_are_each_rows_highest_gumbel_scores():
+    """generate()'s draws replayed by hand: each row asks exactly its `num_queries` highest-scored slots (the Gumbel
+    top-k form of Zoology's draw without replacement), whatever order they are asked in."""
+    task = tasks.build("mqar", 64, power_a=0.3)  # vocab 256, 8 pairs, 8 queries
+    size, block, slots, queries = 50, 16, 24, 8
+    mask = task.generate(size, 7)[2].numpy()
+    rng = np.random.default_rng(7)
+    random_prefix(rng, size, 127, 8)  # keys
+    random_prefix(rng, size, 128, 8)  # values
+    rng.integers(0, 256 - 8, size=(size, 64))  # filler
+    scores = (0.3 - 1.0) * np.log(np.arange(1, slots + 1)) + rng.gumbel(size=(size, slots))
+    highest = np.argsort(-scores, axis=1)[:, :queries]
+    for row, chosen in zip(mask, highest):
+        assert set(np.flatnonzero(row)) == set(block + 2 * chosen)
