@@ -56,10 +56,22 @@ def test_mixer_part_passes_the_options_and_states_the_upcast():
     assert {p.compute_dtype for p in block if p.name != "mixer:fft"} == {torch.bfloat16}
 
 
+def test_a_mixers_options_reach_its_compute_dtype_and_the_block_scope():
+    # the DCT's matrix path computes in the input dtype; its FFT path upcasts half precision
+    for method, computes in (("matmul", torch.bfloat16), ("fft", torch.float32)):
+        (part,) = parts("mixer", "dct", 16, 64, 1, torch.bfloat16, "forward", mixer_options={"method": method})
+        assert part.compute_dtype == computes
+    block = {p.name: p for p in parts("block", "attention", 16, 64, 1, torch.float32, "forward",
+                                      mixer_options={"head_dim": 32})}
+    assert block["mixer:attention"].flops == mixers.get("attention").flops(16, 64, 1, head_dim=32)
+
+
 @pytest.mark.parametrize("scope", ["mixer", "block"])
 def test_one_mixer_scopes_refuse_a_hybrid(scope):
-    with pytest.raises(LayoutError, match="one mixer"):
+    with pytest.raises(LayoutError) as refused:
         parts(scope, "fft+attention:1", 16, 64, 1, torch.float32, "forward")
+    assert str(refused.value) == (f"scope {scope!r} has one mixer; layout fft+attention:1 mixes several "
+                                  "(use scope 'encoder')")
 
 
 @pytest.mark.parametrize("argument, message", [

@@ -125,3 +125,19 @@ def test_the_asked_slots_are_each_rows_highest_gumbel_scores():
     highest = np.argsort(-scores, axis=1)[:, :queries]
     for row, chosen in zip(mask, highest):
         assert set(np.flatnonzero(row)) == set(block + 2 * chosen)
+
+
+def test_the_vocabulary_is_filler_then_keys_below_half_then_values():
+    assert tasks.build("mqar", 64, vocab_size=10, num_kv_pairs=2).vocab == [
+        "f0", "k1", "k2", "k3", "k4", "v5", "v6", "v7", "v8", "v9"]
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(num_kv_pairs=0), "mqar: num_kv_pairs=0 is out of range (allowed: >= 1)"),
+    (dict(vocab_size=101, num_kv_pairs=50), "mqar: num_kv_pairs=50 is more than the 49 keys of vocab_size=101 "
+     "(allowed: num_kv_pairs <= vocab_size//2 - 1; keys come from [1, vocab_size//2))"),
+])
+def test_too_few_or_too_many_pairs_are_refused_saying_how_many_fit(options, message):
+    with pytest.raises(tasks.TaskOptionError) as refused:
+        tasks.build("mqar", 256, **options)
+    assert str(refused.value) == message

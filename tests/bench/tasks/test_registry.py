@@ -3,6 +3,7 @@ plugins, and depends on nothing but torch, numpy and the standard library; and `
 
 import ast
 import importlib.metadata
+import math
 import os
 import shutil
 import subprocess
@@ -236,3 +237,13 @@ def test_split_seed_ranges_are_disjoint_and_skip_the_reserved_seeds():
 def test_split_seed_refuses_bad_arguments(args, match):
     with pytest.raises(ValueError, match=match):
         tasks.split_seed(*args)
+
+
+@pytest.mark.parametrize("value, low, inclusive, reason", [
+    (0.5, 0.0, False, ""), (0.0, 0.0, True, ""), (0.0, 0.0, False, "a=0.0 is out of range (allowed: > 0.0)"),
+    (-1, 0.0, True, "a=-1 is out of range (allowed: >= 0.0)"),
+    (True, 0.0, False, "a must be a finite number, got True"), ("x", 0.0, False, "a must be a finite number, got 'x'"),
+    (math.nan, 0.0, False, "a must be a finite number, got nan"),
+])
+def test_check_float_says_why_a_value_is_refused(value, low, inclusive, reason):
+    assert tasks.check_float("a", value, low, low_inclusive=inclusive) == reason
