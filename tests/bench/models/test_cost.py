@@ -187,6 +187,24 @@ def test_part_bytes_read_inputs_and_parameters_and_write_outputs():
     assert train["adamw"] == Part("adamw", 14 * params, 7 * params * item, 0, torch.float16)
 
 
+def test_the_shift_the_pooled_head_and_the_loss_by_hand():
+    seq_len, dim, batch, item, classes, dtype = 16, 64, 2, 2, 3, torch.float16
+    rows = batch * seq_len
+    sizes = dict(layers=1, ffn=FFN, vocab=VOCAB, num_classes=classes, shift=True)
+    got = {p.name: p for p in parts("encoder", "fft", seq_len, dim, batch, dtype, "forward", head="sequence",
+                                     **sizes)}
+    # the token shift: a causal (seq_len - 1)-tap mix of dim x dim weights and its sum; reads x and W, writes y
+    assert got["shift"] == Part("shift", 2 * batch * (seq_len - 1) * dim * dim + rows * dim,
+                                (2 * rows * dim + dim * dim) * item, dim * dim, dtype)
+    assert got["head.pool"] == Part("head.pool", rows * dim, (rows * dim + batch * dim) * item, 0, dtype)
+    # the loss reads the logits and writes one value, and reads one int64 target per scored position
+    for head, targets in (("tokens", rows), ("sequence", batch)):
+        train = {p.name: p for p in parts("encoder", "fft", seq_len, dim, batch, dtype, "train", head=head, **sizes)}
+        logits = targets * classes
+        cost = counted_cost(5 * logits, (logits + 1) * item + 8 * targets, 0, dtype, "train")
+        assert train["loss"] == Part("loss", cost.flops, cost.bytes_min, 0, dtype)
+
+
 def test_bert_base_and_fnet_base_differ_by_their_mixers():
     """At 512 tokens the only difference between the layouts is 12 mixers' FLOPs."""
     base = dict(layers=12, ffn=3072, vocab=30522)

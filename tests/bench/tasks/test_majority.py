@@ -56,3 +56,17 @@ def test_bad_options_are_one_line(seq_len, options, words):
     message = str(error.value)
     assert message == support.reason and "\n" not in message and message.startswith("majority: ")
     assert all(word in message for word in words), message
+
+
+def test_an_example_already_won_by_the_margin_is_left_as_drawn_with_its_leader_as_label():
+    """generate()'s first draw replayed: where one symbol leads the rest by the margin already, nothing is moved
+    and the label is that symbol (ties are broken by noise below 1/2, which cannot overturn a count)."""
+    task = tasks.build("majority", 32, num_symbols=4, margin=1)
+    inputs, labels, _ = task.generate(400, 11)
+    drawn = np.random.default_rng(11).integers(0, 4, size=(400, 32))
+    counts = np.stack([(drawn == symbol).sum(axis=1) for symbol in range(4)], axis=1)
+    top2 = np.sort(counts, axis=1)[:, -2:]
+    won = top2[:, 1] - top2[:, 0] >= 1
+    assert 100 < won.sum() < 400  # both kinds of example are in the sample
+    assert (inputs.numpy()[won] == drawn[won]).all()
+    assert (labels.numpy()[won] == counts[won].argmax(axis=1)).all()
