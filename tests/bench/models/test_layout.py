@@ -93,3 +93,11 @@ def test_layouts_are_frozen_values():
 def test_an_inconsistent_layout_cannot_be_constructed(top, top_layers):
     with pytest.raises(LayoutError):
         Layout("fft", top, top_layers)
+
+
+@pytest.mark.parametrize("top, top_layers", [("attention", 0), (None, 2), ("attention", -1)])
+def test_a_top_mixer_without_top_layers_or_the_reverse_is_refused_in_one_line(top, top_layers):
+    with pytest.raises(LayoutError) as refused:
+        Layout("fft", top, top_layers)
+    assert str(refused.value) == ("a layout has a top mixer exactly when it has top layers (≥ 1), "
+                                  f"got top={top!r}, top_layers={top_layers}")

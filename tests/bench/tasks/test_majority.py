@@ -70,3 +70,21 @@ def test_an_example_already_won_by_the_margin_is_left_as_drawn_with_its_leader_a
     assert 100 < won.sum() < 400  # both kinds of example are in the sample
     assert (inputs.numpy()[won] == drawn[won]).all()
     assert (labels.numpy()[won] == counts[won].argmax(axis=1)).all()
+
+
+def test_the_tokens_the_margin_takes_come_from_any_tied_runner_up_at_any_of_its_positions():
+    """Where the drawn leader is short of the margin, tokens of a runner-up become the leader's: which runner-up
+    (among ties) and which of its positions are drawn at random, so no symbol and no position is favoured."""
+    task = tasks.build("majority", 32, num_symbols=8, margin=6)
+    size = 3000
+    inputs = task.generate(size, 5)[0].numpy()
+    drawn = np.random.default_rng(5).integers(0, 8, size=(size, 32))
+    changed = inputs != drawn
+    assert changed.any(axis=1).mean() > 0.5  # most examples needed tokens moved
+    # positions: a moved token is the first of its symbol in the row about as often as chance, not always
+    first = [np.flatnonzero(drawn[row] == drawn[row, col])[0] == col for row, col in zip(*np.nonzero(changed))]
+    assert np.mean(first) < 0.4  # 0.19 here; 0.71 when the first is always taken
+    # symbols: every symbol gives up about as many tokens whatever its index (1.08 here; 1.81 when ties go to the
+    # lowest index)
+    lost = np.array([((drawn == symbol) & changed).sum() for symbol in range(8)])
+    assert lost.max() / lost.min() < 1.3, lost
