@@ -158,3 +158,19 @@ def test_max_length_is_the_full_tree():
     assert listops.max_length(2, 5) == 5 + 2  # one operator, five digits
     assert listops.max_length(3, 2) == 4 + 2 * 3
     assert listops.max_length(4, 5) == 125 + 2 * 31
+
+
+@pytest.mark.parametrize("seq_len, depth, min_length", [(4, 6, 4), (16, 6, 4), (512, 6, 128), (513, 8, 128),
+                                                        (1024, 8, 256), (1025, 10, 256)])
+def test_depth_and_shortest_expression_follow_the_length(seq_len, depth, min_length):
+    options = tasks.build("listops", seq_len).options
+    assert (options["max_depth"], options["min_length"]) == (depth, min_length)
+
+
+def test_an_unknown_operator_and_a_too_short_length_are_refused_saying_why():
+    with pytest.raises(ValueError) as refused:
+        listops.reduce("[AVG", [1])
+    assert str(refused.value) == "unknown ListOps operator '[AVG' (allowed: [MIN, [MAX, [MED, [SM)"
+    with pytest.raises(tasks.TaskOptionError) as refused:
+        tasks.build("listops", 3)
+    assert str(refused.value) == "listops: seq_len=3 is too short (allowed: >= 4, the shortest expression '[MIN 1 2 ]')"

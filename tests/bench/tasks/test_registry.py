@@ -247,3 +247,24 @@ def test_split_seed_refuses_bad_arguments(args, match):
 ])
 def test_check_float_says_why_a_value_is_refused(value, low, inclusive, reason):
     assert tasks.check_float("a", value, low, low_inclusive=inclusive) == reason
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: tasks.build("majority", 16, foo=1), "majority: unknown option foo (allowed: margin, num_symbols)"),
+    (lambda: tasks.build("majority", 16, foo=1, bar=2),
+     "majority: unknown options bar, foo (allowed: margin, num_symbols)"),
+    (lambda: tasks.build("majority", 0), "majority: seq_len=0 is out of range (allowed: >= 1)"),
+    (lambda: tasks.build("majority", 16).batch(0, 1), "majority: batch size=0 is out of range (allowed: >= 1)"),
+    (lambda: tasks.build("majority", 16).batch(2, -1), "majority: seed=-1 is out of range (allowed: >= 0)"),
+    (lambda: tasks.get("nope"), "unknown task 'nope' (available: listops, majority, mqar)"),
+])
+def test_refusals_name_the_option_and_what_is_allowed(make, message):
+    with pytest.raises((tasks.TaskOptionError, tasks.UnknownTaskError)) as refused:
+        make()
+    assert str(refused.value) == message
+
+
+def test_a_task_without_options_says_none_are_allowed(registry):
+    bare = tasks.register("test-bare-options")(type("BareOptions", (tasks.Task,), {}))
+    with pytest.raises(tasks.TaskOptionError, match=r"unknown option size \(allowed: none\)$"):
+        bare(seq_len=4, size=2)
