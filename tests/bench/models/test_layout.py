@@ -101,3 +101,11 @@ def test_a_top_mixer_without_top_layers_or_the_reverse_is_refused_in_one_line(to
         Layout("fft", top, top_layers)
     assert str(refused.value) == ("a layout has a top mixer exactly when it has top layers (≥ 1), "
                                   f"got top={top!r}, top_layers={top_layers}")
+
+
+@pytest.mark.parametrize("text", ["nosuch", "nosuch+fft:1", "fft+nosuch:1"])
+def test_an_unknown_mixer_is_refused_naming_the_whole_layout(text):
+    with pytest.raises(LayoutError) as refused:
+        parse_layout(text)
+    assert str(refused.value) == (f"unknown mixer 'nosuch' in layout {text!r} "
+                                  f"(available: {', '.join(mixers.available())})")
