@@ -174,3 +174,70 @@ def test_an_unknown_operator_and_a_too_short_length_are_refused_saying_why():
     with pytest.raises(tasks.TaskOptionError) as refused:
         tasks.build("listops", 3)
     assert str(refused.value) == "listops: seq_len=3 is too short (allowed: >= 4, the shortest expression '[MIN 1 2 ]')"
+
+
+class TokenDraws(random.Random):
+    """A Random that counts the draws that choose a token (a digit's randrange(10), an operator's
+    randrange(4)); randint(2, max_args) reaches randrange with two bounds and is not counted."""
+
+    def __init__(self, seed):
+        super().__init__(seed)
+        self.tokens = 0
+
+    def randrange(self, *bounds):
+        self.tokens += bounds in ((10,), (len(listops.OPERATORS),))
+        return super().randrange(*bounds)
+
+
+def committed_lengths(ids):
+    """For each drawn token of a whole expression (digits and operators, not `]`), the tokens it commits
+    the expression to: those written so far plus a `]` for every list still open, its own included."""
+    committed, open_lists = [], 0
+    for index, token in enumerate(ids):
+        if token == listops.END_ID:
+            open_lists -= 1
+            continue
+        open_lists += token >= listops.OPERATOR_ID
+        committed.append(index + 1 + open_lists)
+    return committed
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_a_draw_stops_at_the_token_that_outgrows_the_limit(seed):
+    # the module's promise: drawing stops as soon as an expression outgrows its limit, and one that fits
+    # exactly (its last `]` the limit's last token) is kept whole
+    ids, value = listops.draw_expression(random.Random(seed), 4, 4, 10_000)
+    committed = committed_lengths(ids)
+    assert committed == sorted(committed) and committed[-1] == len(ids)
+    assert listops.draw_expression(random.Random(seed), 4, 4, len(ids)) == (ids, value)
+    for limit in range(1, len(ids)):
+        rng = TokenDraws(seed)
+        with pytest.raises(listops._TooLong):
+            listops.draw_expression(rng, 4, 4, limit)
+        first_over = next(ordinal for ordinal, length in enumerate(committed, 1) if length > limit)
+        assert rng.tokens == first_over, (limit, committed)
+
+
+def test_the_generator_gives_up_after_its_budget_of_draws_saying_how_many_it_kept():
+    # 20 examples: 100 draws each plus 1000 = 3000 draws; count what they keep with the same seed by hand
+    task = tasks.build("listops", 256, max_depth=4, max_args=5, min_length=45)
+    rng, kept = random.Random(3), 0
+    for _ in range(3000):
+        try:
+            ids, _ = listops.draw_expression(rng, 4, 5, 256)
+        except listops._TooLong:
+            continue
+        kept += len(ids) >= 45
+    assert 0 < kept < 20, "the options keep some expressions, too few for the batch"
+    with pytest.raises(tasks.TaskOptionError) as refused:
+        task.batch(20, 3)  # batch() draws with the seed it is given
+    assert str(refused.value) == (
+        f"listops: only {kept} of 3000 drawn expressions had 45..256 tokens with max_depth=4, max_args=5 "
+        "(allowed: options that keep at least 1 in 100; change max_depth or max_args, or lower min_length)")
+
+
+def test_options_whose_largest_expression_is_just_long_enough_are_accepted():
+    # max_depth 2 with 5 arguments: at most [OP d d d d d ] = 7 tokens, exactly min_length
+    task = tasks.build("listops", 16, max_depth=2, max_args=5, min_length=7)
+    inputs, _, _ = task.batch(8, 0)
+    assert ((inputs != 0).sum(dim=1) == 7).all()
