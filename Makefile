@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 VPY    := $(VENV)/bin/python
+# pip does not byte-compile (a minute of one core for every file of torch, scipy, pandas, Ray); the last step of
+# install compiles what mixbench and its tests import (scripts/compile_imports.py)
+PIP    := $(VPY) -m pip install -q --no-compile
 # The CPU wheel that a machine without a GPU gets quickly; a torch already importable by
 # $(PYTHON) (e.g. a CUDA build on a GPU machine) is reused instead and nothing is downloaded.
 TORCH_VERSION ?= 2.13.0
@@ -20,17 +23,18 @@ $(VENV)/.installed: pyproject.toml
 	  echo "install: reusing the torch in $$host"; \
 	  echo "$$host" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_mixbench_host.pth"; \
 	fi
-	@$(VPY) -c 'import torch' 2>/dev/null || $(VPY) -m pip install -q torch==$(TORCH_VERSION)
+	@$(VPY) -c 'import torch' 2>/dev/null || $(PIP) torch==$(TORCH_VERSION)
 	@# editable install without build isolation (no network on GPU machines) needs setuptools >= 70.1
 	@$(VPY) -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 71)' 2>/dev/null \
-	  || $(VPY) -m pip install -q 'setuptools>=71' \
+	  || $(PIP) 'setuptools>=71' \
 	  || echo "install: could not get setuptools>=71 (offline?); trying with the one there"
 	@# wheels in .whl/ (e.g. carried to an offline GPU machine: `pip download tqdm hypothesis pytest-xdist -d .whl`) are used first
-	$(VPY) -m pip install -q --no-build-isolation $(if $(wildcard .whl/*.whl),--find-links .whl) -e '.[test]'
+	$(PIP) --no-build-isolation $(if $(wildcard .whl/*.whl),--find-links .whl) -e '.[test]'
 	@# Ray (--backend ray) is optional: a machine without network, or without room to carry its ~80 MB wheel, goes on
-	@$(VPY) -c 'import ray' 2>/dev/null || $(VPY) -m pip install -q --retries 0 --timeout 20 --no-build-isolation \
+	@$(VPY) -c 'import ray' 2>/dev/null || $(PIP) --retries 0 --timeout 20 --no-build-isolation \
 	  $(if $(wildcard .whl/*.whl),--find-links .whl) -e '.[ray]' >/dev/null 2>&1 \
 	  || echo "install: ray was not installed (no network?): --backend ray and its tests are unavailable; add it later with $(VPY) -m pip install -e '.[ray]'"
+	@PYTHONDONTWRITEBYTECODE= $(VPY) scripts/compile_imports.py
 	@touch $@
 
 # The suite on every core (pytest-xdist; TEST_JOBS=0 runs it in this process alone). --dist loadgroup keeps the
@@ -58,7 +62,7 @@ MUTMUT_VERSION ?= 3.8.1
 MODULES ?=
 mutate: install
 	@$(VPY) -c 'import importlib.metadata as m, sys; sys.exit(m.version("mutmut") != "$(MUTMUT_VERSION)")' 2>/dev/null \
-	  || $(VPY) -m pip install -q 'mutmut==$(MUTMUT_VERSION)'
+	  || $(PIP) 'mutmut==$(MUTMUT_VERSION)'
 	OMP_NUM_THREADS=1 $(VPY) tests/mutation/mutate.py $(MODULES)
 
 # pytest-benchmark suite (tests/benchmarks/): every mixer, forward and train, at one point per device.

@@ -1,0 +1,57 @@
+"""Byte-compile what mixbench and its tests import, once, by importing it (run by `make install`).
+
+`make install` tells pip not to byte-compile: pip compiles every file of torch, scipy, pandas and Ray, a minute of
+one core on a 2-core machine, and most of those files are never imported. Importing the modules that mixbench, its
+workers and its tests use, with bytecode writing on, compiles just those, so that every process started later
+(workers, test processes, the CLI) loads them as bytecode, even where PYTHONDONTWRITEBYTECODE is set; anything else
+is compiled when first imported, as Python always does.
+Usage: PYTHONDONTWRITEBYTECODE= python scripts/compile_imports.py
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+import sys
+import time
+
+REQUIRED = ["torch", "torch._dynamo", "torch.utils.flop_counter", "torch.utils._python_dispatch", "numpy", "pandas",
+            "matplotlib.pyplot", "tqdm", "pytest_benchmark.plugin", "pynvml"]
+# the test extra and the optional backend: compiled where installed
+OPTIONAL = ["pytest", "xdist.plugin", "hypothesis", "hypothesis.extra.numpy", "scipy.fft", "scipy.linalg",
+            "scipy.special", "ray", "ray.exceptions", "ray.cluster_utils", "ray._private.workers.default_worker"]
+OWN = ["bench", "mixers"]
+
+
+def own_modules() -> list[str]:
+    """Every module of the packages in OWN (a module that needs an optional dependency is skipped below)."""
+    names = []
+    for package_name in OWN:
+        package = importlib.import_module(package_name)
+        names += [package_name] + [info.name for info in pkgutil.walk_packages(package.__path__, package_name + ".")
+                                   if not info.name.endswith(".__main__")]  # `python -m bench` would run the CLI
+    return names
+
+
+def main() -> int:
+    if sys.flags.dont_write_bytecode:
+        print("compile_imports: bytecode writing is off here (unset PYTHONDONTWRITEBYTECODE)", file=sys.stderr)
+        return 2
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    start = time.perf_counter()
+    for name in REQUIRED:
+        importlib.import_module(name)
+    names, skipped = REQUIRED + OPTIONAL + own_modules(), []
+    for name in names[len(REQUIRED):]:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # an optional dependency that is not installed (Ray, say)
+            skipped.append(f"{name} (no {exc.name or exc})")
+    print(f"compile_imports: imported {len(names) - len(skipped)} modules and what they import in "
+          f"{time.perf_counter() - start:.0f} s" + (f"; not installed: {', '.join(skipped)}" if skipped else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
