@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 import weakref
 from dataclasses import dataclass
@@ -186,6 +187,30 @@ class _LiveTensorBytes(TorchDispatchMode):
 
     def _release(self, key: int) -> None:
         self.live_bytes -= self._sizes.pop(key, 0)
+
+
+def _dynamo_guard_once_loaded(method):
+    """What the torch._disable_dynamo wrapper that TorchDispatchMode puts around `method` should call.
+
+    That wrapper imports torch._dynamo on its first call (about 2 s of one core here, in every worker), only to keep
+    torch.compile from tracing into the mode. Until something has imported torch._dynamo nothing can trace, so this
+    calls the method itself; from then on it calls it guarded, as torch would have. The wrapper reads what to call
+    from the method's `__dynamo_disable` (torch/_compile.py); where a torch version does not, it imports as before.
+    """
+    guarded = None
+
+    def call(*args, **kwargs):
+        nonlocal guarded
+        if guarded is None and "torch._dynamo" in sys.modules:
+            guarded = sys.modules["torch._dynamo"].disable(method, recursive=True)
+        return (guarded or method)(*args, **kwargs)
+
+    return call
+
+
+_dispatch = getattr(_LiveTensorBytes.__torch_dispatch__, "__wrapped__", None)
+if _dispatch is not None:
+    _dispatch.__dynamo_disable = _dynamo_guard_once_loaded(_dispatch)
 
 
 CPU_MEMORY_METHOD = "live tensor bytes at the dispatcher (excludes library scratch)"

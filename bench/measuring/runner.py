@@ -113,8 +113,8 @@ def local_slots(device: str, workers: int = 1, devices: tuple[int, ...] = (), th
 
 _SPAWNING = threading.Lock()
 # What a CPU worker's forkserver imports once, so that each worker forked from it starts in a fraction of a
-# second instead of paying the seconds of importing torch and torch._dynamo (the first dispatch mode) again.
-FORKSERVER_PRELOAD = ["torch", "torch._dynamo", "bench.measuring.worker"]
+# second instead of paying the seconds of importing torch again.
+FORKSERVER_PRELOAD = ["torch", "bench.measuring.worker"]
 
 
 def start_context(device: str, slot: Slot) -> multiprocessing.context.BaseContext:

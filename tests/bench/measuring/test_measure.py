@@ -1,5 +1,7 @@
 """Timing and memory measurement on known workloads."""
 
+import subprocess
+import sys
 import time
 
 import pytest
@@ -72,6 +74,29 @@ def test_inputs_allocated_before_the_call_do_not_count():
     x = torch.randn(1 << 20)
     memory = measure.peak_memory(lambda: x.add_(1), "cpu")  # in place: nothing new
     assert memory.peak_mb == 0
+
+
+MEMORY_WITH_AND_WITHOUT_DYNAMO = """
+import sys, torch
+from bench.measuring import measure
+def call(f):
+    return measure.peak_memory(lambda: f(torch.ones(1 << 18)), "cpu").peak_mb
+eager = call(lambda x: x * 2 + 1)
+assert "torch._dynamo" not in sys.modules, "the first dispatch mode imported torch._dynamo"
+compiled = call(torch.compile(lambda x: x * 2 + 1, backend="eager"))
+assert "torch._dynamo" in sys.modules
+print(eager, compiled, call(lambda x: x * 2 + 1))
+"""
+
+
+def test_cpu_memory_is_measured_without_importing_dynamo_and_alike_once_something_compiles():
+    # torch wraps a dispatch mode in a guard that imports torch._dynamo (seconds) on its first call; ours runs the
+    # mode unguarded until something has imported it, then guarded (a compiled call under the mode)
+    done = subprocess.run([sys.executable, "-c", MEMORY_WITH_AND_WITHOUT_DYNAMO], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    eager, compiled, eager_again = map(float, done.stdout.split())
+    assert eager == eager_again == compiled == 3.0  # the 1 MiB input, x * 2 and its + 1 alive together
 
 
 @pytest.mark.gpu

@@ -373,7 +373,7 @@ def test_a_cpu_worker_is_forked_from_a_server_that_imported_torch_and_a_cuda_wor
     assert runner.start_context("cpu", runner.Slot(0)).get_start_method() == "forkserver"
     assert runner.start_context("cuda", runner.Slot(0)).get_start_method() == "spawn"
     assert runner.start_context("cpu", runner.Slot(0, {"CUDA_VISIBLE_DEVICES": "1"})).get_start_method() == "spawn"
-    assert {"torch", "torch._dynamo"} <= set(runner.FORKSERVER_PRELOAD)
+    assert {"torch", "bench.measuring.worker"} <= set(runner.FORKSERVER_PRELOAD)
 
 
 def test_a_sweep_report_counts_rows_by_status(tmp_path):
