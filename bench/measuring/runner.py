@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Callable
 
 from bench.measuring import env as environment
-from bench.measuring import measure
+from bench.measuring import forkserver, measure
 from bench.measuring.plan import Axes, Point
 from bench.measuring.store import RunFolder, RunFolderError
 from bench.measuring.worker import base_row, compute_dtype_name, metrics, serve
@@ -112,9 +112,6 @@ def local_slots(device: str, workers: int = 1, devices: tuple[int, ...] = (), th
 
 
 _SPAWNING = threading.Lock()
-# What a CPU worker's forkserver imports once, so that each worker forked from it starts in a fraction of a
-# second instead of paying the seconds of importing torch again.
-FORKSERVER_PRELOAD = ["torch", "bench.measuring.worker"]
 
 
 def start_context(device: str, slot: Slot) -> multiprocessing.context.BaseContext:
@@ -123,10 +120,8 @@ def start_context(device: str, slot: Slot) -> multiprocessing.context.BaseContex
     (`worker.configure_process` sets them), started once per round and after every crash. A CUDA worker, or one
     whose environment differs (its CUDA_VISIBLE_DEVICES), is spawned: a fresh interpreter that starts with the
     environment in place and a CUDA state nobody else touched."""
-    if device == "cpu" and not slot.env and "forkserver" in multiprocessing.get_all_start_methods():
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(FORKSERVER_PRELOAD)  # read when the server starts: the first CPU worker
-        return context
+    if device == "cpu" and not slot.env and forkserver.available():
+        return forkserver.context()
     return multiprocessing.get_context("spawn")
 
 

@@ -1,5 +1,11 @@
 """The command line: bad input is one line and exit status 2, with nothing written."""
 
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -68,11 +74,49 @@ def test_plot_and_report_refuse_a_folder_without_results(command, tmp_path, caps
     assert "not a run folder" in capsys.readouterr().err
 
 
-def test_bad_input_end_to_end_has_no_traceback(mixbench, tmp_path):
-    done = mixbench("sweep", "--mixers", "nosuchmixer", "--out", str(tmp_path / "run"))
-    assert done.returncode == 2 and done.stdout == ""
-    assert done.stderr.count("\n") == 1 and "unknown mixer 'nosuchmixer' in --mixers (allowed: " in done.stderr
+def processes_with(marker: str) -> list[int]:
+    """The pids of live processes whose environment holds `marker` (Linux's /proc)."""
+    pids = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if marker.encode() in environ.read_bytes():
+                pids.append(int(environ.parent.name))
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+    return pids
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+def test_bad_input_end_to_end_has_no_traceback_and_leaves_no_process(tmp_path):
+    # a CPU sweep starts its workers' forkserver first thing (it imports torch for seconds); refused, it ends it
+    # too. Output goes to files: a process left behind would hold a pipe open and subprocess.run would wait for it
+    marker = f"{uuid.uuid4().hex}"
+    with open(tmp_path / "out", "w+") as out, open(tmp_path / "err", "w+") as err:
+        done = subprocess.run([sys.executable, "-m", "bench", "sweep", "--mixers", "nosuchmixer", "--device", "cpu",
+                               "--out", str(tmp_path / "run")], env={**os.environ, "MIXBENCH_TEST_MARK": marker},
+                              stdout=out, stderr=err, timeout=120)
+        left = processes_with(f"MIXBENCH_TEST_MARK={marker}")
+    stdout, stderr = (tmp_path / "out").read_text(), (tmp_path / "err").read_text()
+    assert done.returncode == 2 and stdout == ""
+    assert stderr.count("\n") == 1 and "unknown mixer 'nosuchmixer' in --mixers (allowed: " in stderr
     assert not (tmp_path / "run").exists()
+    assert left == []
+
+
+@pytest.mark.parametrize("argv, forks", [
+    (["sweep", "--device", "cpu"], True), (["quality", "--device=cpu", "--tasks", "mqar"], True),
+    (["sweep", "--device", "cpu", "--backend", "ray"], False), (["sweep", "--backend=ray", "--device=cpu"], False),
+    (["sweep", "--device", "cuda"], False), (["sweep", "--device=cuda"], False), (["list"], False), ([], False),
+    (["report", "results/x"], False), (["sweep", "--backend", "local", "--device", "cpu"], True),
+])
+def test_the_command_tells_from_its_words_whether_it_forks_cpu_workers(argv, forks):
+    assert cli._forks_cpu_workers(argv) is forks
+
+
+def test_a_sweep_on_the_default_device_forks_cpu_workers_only_without_an_nvidia_driver(monkeypatch):
+    for driver in (True, False):
+        monkeypatch.setattr(cli.os.path, "exists", lambda path, driver=driver: driver)
+        assert cli._forks_cpu_workers(["sweep", "--mixers", "fft"]) is not driver
 
 
 def test_list_names_every_registered_mixer(capsys):

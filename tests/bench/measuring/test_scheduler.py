@@ -9,7 +9,7 @@ from collections import deque
 
 import pytest
 
-from bench.measuring import runner
+from bench.measuring import forkserver, runner
 from bench.measuring import worker
 from bench.measuring.plan import Axes, Point, expand, mixer_point
 from bench.measuring.store import RunFolder
@@ -373,7 +373,7 @@ def test_a_cpu_worker_is_forked_from_a_server_that_imported_torch_and_a_cuda_wor
     assert runner.start_context("cpu", runner.Slot(0)).get_start_method() == "forkserver"
     assert runner.start_context("cuda", runner.Slot(0)).get_start_method() == "spawn"
     assert runner.start_context("cpu", runner.Slot(0, {"CUDA_VISIBLE_DEVICES": "1"})).get_start_method() == "spawn"
-    assert {"torch", "bench.measuring.worker"} <= set(runner.FORKSERVER_PRELOAD)
+    assert {"torch", "bench.measuring.worker"} <= set(forkserver.PRELOAD)
 
 
 def test_a_sweep_report_counts_rows_by_status(tmp_path):
