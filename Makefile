@@ -34,7 +34,8 @@ $(VENV)/.installed: pyproject.toml
 	@$(VPY) -c 'import ray' 2>/dev/null || $(PIP) --retries 0 --timeout 20 --no-build-isolation \
 	  $(if $(wildcard .whl/*.whl),--find-links .whl) -e '.[ray]' >/dev/null 2>&1 \
 	  || echo "install: ray was not installed (no network?): --backend ray and its tests are unavailable; add it later with $(VPY) -m pip install -e '.[ray]'"
-	@PYTHONDONTWRITEBYTECODE= $(VPY) scripts/compile_imports.py
+	@PYTHONDONTWRITEBYTECODE= $(VPY) scripts/compile_imports.py \
+	  || echo "install: bytecode was not compiled ahead (above: why); modules are compiled as they are imported"
 	@touch $@
 
 # The suite on every core (pytest-xdist; TEST_JOBS=0 runs it in this process alone). --dist loadgroup keeps the

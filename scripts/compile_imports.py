@@ -46,7 +46,11 @@ def main() -> int:
     os.environ.setdefault("MPLBACKEND", "Agg")
     start = time.perf_counter()
     for name in REQUIRED:
-        importlib.import_module(name)
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            print(f"compile_imports: cannot import {name}: {exc}", file=sys.stderr)
+            return 1
     names, skipped = REQUIRED + OPTIONAL + own_modules(), []
     for name in names[len(REQUIRED):]:
         try:
