@@ -51,13 +51,13 @@ def main() -> int:
         except ImportError as exc:
             print(f"compile_imports: cannot import {name}: {exc}", file=sys.stderr)
             return 1
-    names, skipped = REQUIRED + OPTIONAL + own_modules(), []
-    for name in names[len(REQUIRED):]:
+    rest, skipped = OPTIONAL + own_modules(), []
+    for name in rest:
         try:
             importlib.import_module(name)
         except ImportError as exc:  # an optional dependency that is not installed (Ray, say)
             skipped.append(f"{name} (no {exc.name or exc})")
-    imported = len(names) - len(skipped)
+    imported = len(REQUIRED) + len(rest) - len(skipped)
     whole = [spec for spec in map(importlib.util.find_spec, WHOLE) if spec is not None]
     skipped += [name for name in WHOLE if name not in {spec.name for spec in whole}]
     for spec in whole:

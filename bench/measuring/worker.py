@@ -379,7 +379,7 @@ class Measurer:
         self.device, self.device_name, self.policy = device, device_name, policy
         self.settings = configure_process(threads)
         self.energy = energy_counter() if device == "cuda" else None
-        if device != "cuda":  # the first dispatch mode: now, not in a point's timeout (see measure._dynamo_guard_once_loaded)
+        if device != "cuda":  # the first dispatch mode now, not in a timeout (measure._dynamo_guard_once_loaded)
             measure.peak_memory(lambda: torch.ones(1) + 1, device)
 
     def handle(self, message: tuple) -> tuple:
