@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.forkserver
+import multiprocessing.resource_tracker
 import os
 import signal
+import time
 
 # What the server imports once, so that each worker forked from it starts in a fraction of a second instead of
 # paying the seconds of importing torch again.
@@ -44,9 +46,36 @@ def start_early() -> int | None:
 
 
 def stop(pid: int) -> None:
-    """End the server `start_early` started: at the command's end (its workers are done), or when the command
-    stopped before it needed one (bad input), rather than let it finish importing torch for nothing."""
+    """End the server `start_early` started, and the resource tracker it started, before the command returns: at the
+    command's end (its workers are done), or when the command stopped before it needed one (bad input), rather than
+    let it finish importing torch for nothing. Both are reaped here, so no process of the command outlives it (the
+    tracker would otherwise exit on its own a moment after the command, still holding the command's stderr)."""
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+    server = getattr(multiprocessing.forkserver, "_forkserver", None)
+    if getattr(server, "_forkserver_pid", None) == pid:
+        server._stop()  # the server is dead: reaps it and removes its socket, so a later context() starts afresh
+    else:
+        try:
+            os.waitpid(pid, 0)
+        except ChildProcessError:  # not ours, or reaped already
+            pass
+    _stop_resource_tracker(within=5.0)
+
+
+def _stop_resource_tracker(within: float) -> None:
+    """Close this process's end of the tracker's pipe, so that the tracker cleans up and exits, and reap it. Waits at
+    most `within` seconds: a worker still alive (the command interrupted) holds the pipe too, and the tracker then
+    exits with the last holder, as it would have without this."""
+    tracker = multiprocessing.resource_tracker._resource_tracker
+    with tracker._lock:
+        fd, pid = tracker._fd, tracker._pid
+        if fd is None or pid is None:  # none running, or one a parent process started
+            return
+        tracker._fd = tracker._pid = None
+        os.close(fd)
+    deadline = time.monotonic() + within
+    while os.waitpid(pid, os.WNOHANG)[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.005)
