@@ -419,11 +419,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _forks_cpu_workers(argv: list[str]) -> bool:
-    """Whether this command line is a sweep or a quality run whose workers are forked CPU workers (no Ray, no GPU);
-    read from the words themselves, before anything imports torch."""
+def _forkserver_preload(argv: list[str]) -> list[str] | None:
+    """What the server that this command line's workers are forked from imports, or None where they are not forked
+    CPU workers (not a sweep or a quality run; Ray; a GPU); read from the words themselves, before anything imports
+    torch. A quality run's server also imports what training needs (forkserver.TRAINING_PRELOAD)."""
+    from bench.measuring import forkserver
+
     if not argv or argv[0] not in ("sweep", "quality"):
-        return False
+        return None
 
     def value(option: str, default: str) -> str:
         for index, word in enumerate(argv):
@@ -434,8 +437,11 @@ def _forks_cpu_workers(argv: list[str]) -> bool:
         return default
 
     device = value("--device", "auto")
-    return value("--backend", "local") == "local" and (
+    forks = value("--backend", "local") == "local" and (
         device == "cpu" or device == "auto" and not os.path.exists("/proc/driver/nvidia/version"))
+    if not forks:
+        return None
+    return forkserver.TRAINING_PRELOAD if argv[0] == "quality" else forkserver.PRELOAD
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -443,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
     # the server imports torch while this process does (seconds sooner to the first point on an idle machine)
     from bench.measuring import forkserver
 
-    early = forkserver.start_early() if argv is None and _forks_cpu_workers(sys.argv[1:]) else None
+    preload = _forkserver_preload(sys.argv[1:]) if argv is None else None
+    early = forkserver.start_early(preload) if preload is not None else None
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)

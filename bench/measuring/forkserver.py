@@ -16,16 +16,21 @@ import time
 # What the server imports once, so that each worker forked from it starts in a fraction of a second instead of
 # paying the seconds of importing torch again.
 PRELOAD = ["torch", "bench.measuring.worker"]
+# A training run's first optimizer step imports torch._dynamo (torch.optim's step does, whether or not anything
+# compiles): about 3 s of one core here, in every worker and inside its first run's timeout. The server of a command
+# that trains imports it once instead.
+TRAINING_PRELOAD = [*PRELOAD, "torch._dynamo"]
 
 
 def available() -> bool:
     return "forkserver" in multiprocessing.get_all_start_methods()
 
 
-def context() -> multiprocessing.context.BaseContext:
-    """The start method of a CPU worker: forked from the one server of this process, which imports PRELOAD."""
+def context(preload: list[str] = PRELOAD) -> multiprocessing.context.BaseContext:
+    """The start method of a CPU worker: forked from the one server of this process, which imports `preload` (the
+    server `start_early` started keeps what it was started with)."""
     forking = multiprocessing.get_context("forkserver")
-    forking.set_forkserver_preload(PRELOAD)  # read when the server starts
+    forking.set_forkserver_preload(preload)  # read when the server starts
     return forking
 
 
@@ -34,12 +39,12 @@ def _server_pid() -> int | None:
     return getattr(server, "_forkserver_pid", None)
 
 
-def start_early() -> int | None:
-    """Start the server now unless one runs; the pid of the server started here, or None."""
+def start_early(preload: list[str] = PRELOAD) -> int | None:
+    """Start the server, importing `preload`, now unless one runs; the pid of the server started here, or None."""
     if not available():
         return None
     before = _server_pid()
-    context()
+    context(preload)
     multiprocessing.forkserver.ensure_running()
     started = _server_pid()
     return started if started != before else None

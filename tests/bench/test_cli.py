@@ -1,5 +1,6 @@
 """The command line: bad input is one line and exit status 2, with nothing written."""
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from bench import cli
+from bench.measuring import forkserver
 
 BAD_INPUT = [
     (["sweep", "--mixers", "fft,nosuchmixer"], "unknown mixer 'nosuchmixer'"),
@@ -103,20 +105,50 @@ def test_bad_input_end_to_end_has_no_traceback_and_leaves_no_process(tmp_path):
     assert left == []
 
 
-@pytest.mark.parametrize("argv, forks", [
-    (["sweep", "--device", "cpu"], True), (["quality", "--device=cpu", "--tasks", "mqar"], True),
-    (["sweep", "--device", "cpu", "--backend", "ray"], False), (["sweep", "--backend=ray", "--device=cpu"], False),
-    (["sweep", "--device", "cuda"], False), (["sweep", "--device=cuda"], False), (["list"], False), ([], False),
-    (["report", "results/x"], False), (["sweep", "--backend", "local", "--device", "cpu"], True),
+SWEEP, QUALITY = forkserver.PRELOAD, forkserver.TRAINING_PRELOAD
+
+
+@pytest.mark.parametrize("argv, preload", [
+    (["sweep", "--device", "cpu"], SWEEP), (["quality", "--device=cpu", "--tasks", "mqar"], QUALITY),
+    (["sweep", "--device", "cpu", "--backend", "ray"], None), (["sweep", "--backend=ray", "--device=cpu"], None),
+    (["quality", "--device", "cpu", "--backend", "ray"], None),
+    (["sweep", "--device", "cuda"], None), (["sweep", "--device=cuda"], None), (["list"], None), ([], None),
+    (["report", "results/x"], None), (["sweep", "--backend", "local", "--device", "cpu"], SWEEP),
 ])
-def test_the_command_tells_from_its_words_whether_it_forks_cpu_workers(argv, forks):
-    assert cli._forks_cpu_workers(argv) is forks
+def test_the_command_tells_from_its_words_what_its_cpu_workers_are_forked_with(argv, preload):
+    assert cli._forkserver_preload(argv) == preload
+
+
+# A worker as forked for a sweep (PRELOAD imported), running a training run: what it imports on the way.
+FIRST_RUN_IMPORTS = """
+import importlib, json, sys
+from bench.measuring import forkserver
+for name in forkserver.PRELOAD:
+    importlib.import_module(name)
+from bench.measuring import train
+before = set(sys.modules)
+row = train.train_point(train.TrainPoint("majority", "", "fft", 8, 8, 1, 16, "pre", False, 4, 2, 1e-3, 0, "float32",
+                                         "cpu"), "cpu")
+print(json.dumps({"status": row["status"], "new": sorted(set(sys.modules) - before)}))
+"""
+
+
+def test_what_a_quality_runs_server_imports_beyond_a_sweeps_is_what_a_first_training_run_would_import():
+    # the optimizer's first step imports torch._dynamo (seconds): a quality run's server imports it once, so no
+    # worker's first run pays it inside its timeout
+    done = subprocess.run([sys.executable, "-c", FIRST_RUN_IMPORTS], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).parents[2])
+    assert done.returncode == 0, done.stderr
+    first_run = json.loads(done.stdout)
+    assert first_run["status"] == "ok"
+    extra = [name for name in forkserver.TRAINING_PRELOAD if name not in forkserver.PRELOAD]
+    assert extra and set(extra) <= set(first_run["new"])
 
 
 def test_a_sweep_on_the_default_device_forks_cpu_workers_only_without_an_nvidia_driver(monkeypatch):
     for driver in (True, False):
         monkeypatch.setattr(cli.os.path, "exists", lambda path, driver=driver: driver)
-        assert cli._forks_cpu_workers(["sweep", "--mixers", "fft"]) is not driver
+        assert (cli._forkserver_preload(["sweep", "--mixers", "fft"]) is None) is driver
 
 
 def test_list_names_every_registered_mixer(capsys):
