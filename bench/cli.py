@@ -462,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         if early is not None:
-            forkserver.stop(early)
+            forkserver.stop()
 
 
 if __name__ == "__main__":

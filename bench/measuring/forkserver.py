@@ -50,23 +50,19 @@ def start_early(preload: list[str] = PRELOAD) -> int | None:
     return started if started != before else None
 
 
-def stop(pid: int) -> None:
-    """End the server `start_early` started, and the resource tracker it started, before the command returns: at the
-    command's end (its workers are done), or when the command stopped before it needed one (bad input), rather than
-    let it finish importing torch for nothing. Both are reaped here, so no process of the command outlives it (the
-    tracker would otherwise exit on its own a moment after the command, still holding the command's stderr)."""
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    server = getattr(multiprocessing.forkserver, "_forkserver", None)
-    if getattr(server, "_forkserver_pid", None) == pid:
-        server._stop()  # the server is dead: reaps it and removes its socket, so a later context() starts afresh
-    else:
+def stop() -> None:
+    """End this process's server and the resource tracker it started, before the command returns: at the command's
+    end (its workers are done), or when the command stopped before it needed one (bad input), rather than let the
+    server finish importing torch for nothing. Whichever server runs now is ended (one started in place of a server
+    that died too), and both are reaped here, so no process of the command outlives it (the tracker would otherwise
+    exit on its own a moment after the command, still holding the command's stderr)."""
+    pid = _server_pid()
+    if pid is not None:
         try:
-            os.waitpid(pid, 0)
-        except ChildProcessError:  # not ours, or reaped already
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
             pass
+        multiprocessing.forkserver._forkserver._stop()  # reaps it, removes its socket: a later context() starts anew
     _stop_resource_tracker(within=5.0)
 
 

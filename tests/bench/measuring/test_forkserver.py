@@ -14,7 +14,7 @@ import json, os, multiprocessing.resource_tracker as tracker
 from bench.measuring import forkserver
 server = forkserver.start_early()
 tracked = tracker._resource_tracker._pid
-forkserver.stop(server)
+forkserver.stop()
 print(json.dumps({"server": server, "tracker": tracked,
                   "left": [pid for pid in (server, tracked) if os.path.exists(f"/proc/{pid}")]}))
 """
