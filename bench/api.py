@@ -10,13 +10,14 @@ from pathlib import Path
 
 import mixers
 from bench import models
-from bench.measuring import env as environment
-from bench.measuring import plan
-from bench.measuring import runner
-from bench.measuring.plan import (DTYPE_ALIASES, DTYPES, MODES, NORMS, PRESETS, QUALITY_PRESETS, SCOPES, Axes,
-                                  PlanError, Point, QualityAxes)
+from bench.measuring import fingerprint, plan, runner
+from bench.measuring.plan import PRESETS, QUALITY_PRESETS, Axes, QualityAxes
+from bench.measuring.points import (DTYPE_ALIASES, DTYPE_NAMES, MODES, NORMS, SCOPES, PlanError, Point, parse_floats,
+                                    parse_int, parse_ints, parse_names, parse_options)
+from bench.measuring.timing import TORCH_DTYPES
+from bench.measuring.workers import LocalBackend, Slot, local_slots
 
-REPO_RESULTS = environment.REPO_ROOT / "results"
+REPO_RESULTS = fingerprint.REPO_ROOT / "results"
 
 
 @dataclass(frozen=True)
@@ -26,9 +27,9 @@ class SweepPlan:
     axes: Axes
     points: list[Point]
     out: Path
-    slots: list[runner.Slot]
+    slots: list[Slot]
     warnings: tuple[str, ...] = ()
-    backend: object = field(default_factory=runner.LocalBackend)  # whose workers measure; close() it when done
+    backend: object = field(default_factory=LocalBackend)  # whose workers measure; close() it when done
 
 
 @dataclass(frozen=True)
@@ -38,9 +39,9 @@ class QualityPlan:
     axes: QualityAxes
     runs: list
     out: Path
-    slots: list[runner.Slot]
+    slots: list[Slot]
     warnings: tuple[str, ...] = ()
-    backend: object = field(default_factory=runner.LocalBackend)
+    backend: object = field(default_factory=LocalBackend)
 
 
 def _slug(text: str) -> str:
@@ -50,7 +51,7 @@ def _slug(text: str) -> str:
 def default_out(preset: str | None, device: str, device_name: str | None = None) -> Path:
     """results/<preset>-<device name>: rerunning the same sweep resumes the same folder (`device_name`: the
     name a remote worker found, when the points are measured elsewhere)."""
-    name = device_name or environment.device_facts(device)["device_name"]
+    name = device_name or fingerprint.device_facts(device)["device_name"]
     return REPO_RESULTS / f"{preset or 'custom'}-{_slug(name)}"
 
 
@@ -86,7 +87,7 @@ def _backend(backend: str, ray_address: str | None, gpu_type: str | None, device
         for name, value in (("ray-address", ray_address), ("gpu-type", gpu_type)):
             if value is not None:
                 raise PlanError(f"--{name} is for --backend ray")
-        return runner.LocalBackend()
+        return LocalBackend()
     if devices is not None:
         raise PlanError("--devices picks this machine's GPUs; with --backend ray use --workers N and --gpu-type TYPE")
     try:
@@ -97,10 +98,10 @@ def _backend(backend: str, ray_address: str | None, gpu_type: str | None, device
     return ray_backend.RayBackend(ray_address, gpu_type)
 
 
-def _ray_slots(pool, device: str, workers, threads: int | None, fill: bool = False) -> tuple[list[runner.Slot], tuple]:
+def _ray_slots(chosen, device: str, workers, threads: int | None, fill: bool = False) -> tuple[list[Slot], tuple]:
     """Slots of Ray actors, and the warnings they deserve."""
-    count = plan.parse_int(workers, "workers") if workers is not None else None
-    slots = pool.slots(count, threads, fill=fill)
+    count = parse_int(workers, "workers") if workers is not None else None
+    slots = chosen.slots(count, threads, fill=fill)
     warnings = ()
     if device == "cpu" and len(slots) > 1 and not fill:
         warnings = (f"{len(slots)} Ray workers measure on CPUs: those on one node share its cores and memory "
@@ -108,7 +109,7 @@ def _ray_slots(pool, device: str, workers, threads: int | None, fill: bool = Fal
     return slots, warnings
 
 
-def _workers(device: str, workers, devices, threads: int | None, default: int = 1) -> tuple[list[runner.Slot], tuple]:
+def _workers(device: str, workers, devices, threads: int | None, default: int = 1) -> tuple[list[Slot], tuple]:
     """Worker slots from --workers / --devices, and the warnings they deserve."""
     if workers is not None and devices is not None:
         raise PlanError("give --workers or --devices, not both")
@@ -118,12 +119,12 @@ def _workers(device: str, workers, devices, threads: int | None, default: int = 
             raise PlanError(f"--devices names GPUs; this sweep runs on {device} (use --workers N there)")
         import torch
 
-        indices = plan.parse_ints(devices, "devices", allow_zero=True)
+        indices = parse_ints(devices, "devices", allow_zero=True)
         visible = torch.cuda.device_count()
         if any(index >= visible for index in indices):
             raise PlanError(f"--devices {devices}: this machine has {visible} GPU(s), numbered 0-{visible - 1}")
-        return runner.local_slots(device, devices=indices, threads=threads), ()
-    count = plan.parse_int(workers, "workers") if workers is not None else default
+        return local_slots(device, devices=indices, threads=threads), ()
+    count = parse_int(workers, "workers") if workers is not None else default
     if device == "cpu" and count > 1 and workers is not None:
         warnings.append(f"{count} workers share this CPU's cores and memory bandwidth, so their timings interfere; "
                         f"compare timings only from one-worker runs")
@@ -133,11 +134,11 @@ def _workers(device: str, workers, devices, threads: int | None, default: int = 
         visible = torch.cuda.device_count()
         if count > visible:
             raise PlanError(f"--workers {count}: this machine has {visible} GPU(s); use at most {visible}")
-        return runner.local_slots(device, devices=tuple(range(count)), threads=threads), tuple(warnings)
-    return runner.local_slots(device, workers=count, threads=threads), tuple(warnings)
+        return local_slots(device, devices=tuple(range(count)), threads=threads), tuple(warnings)
+    return local_slots(device, workers=count, threads=threads), tuple(warnings)
 
 
-def plan_sweep(preset: str | None = None, *, mixers_=None, seq_lens=None, dims=None, batches=None, tokens=None,
+def plan_sweep(preset: str | None = None, *, layouts=None, seq_lens=None, dims=None, batches=None, tokens=None,
                dtypes=None, modes=None, scopes=None, model=None, layers=None, ffn=None, vocab=None, norm=None,
                rounds=None, device: str = "auto", out: str | Path | None = None, timeout_s: float | None = None,
                budget_s: float | None = None, min_reps: int | None = None, workers=None, devices=None, threads=None,
@@ -147,22 +148,22 @@ def plan_sweep(preset: str | None = None, *, mixers_=None, seq_lens=None, dims=N
     With backend="ray" this connects to the Ray cluster (its GPUs decide device="auto"); the plan's
     backend is to be closed when the run is done.
     """
-    threads = plan.parse_int(threads, "threads") if threads is not None else None
-    pool = _backend(backend, ray_address, gpu_type, devices)
+    threads = parse_int(threads, "threads") if threads is not None else None
+    chosen = _backend(backend, ray_address, gpu_type, devices)
     try:
-        return _plan_sweep(pool, preset, mixers_, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model, layers,
+        return _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model, layers,
                            ffn, vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers, devices,
                            threads)
     except BaseException:
-        pool.close()
+        chosen.close()
         raise
 
 
-def _plan_sweep(pool, preset, mixers_, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model, layers, ffn,
+def _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model, layers, ffn,
                 vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers, devices, threads) -> SweepPlan:
-    remote = pool.name != "local"
-    device = pool.device(device) if remote else plan.resolve_device(device)
-    axes_given = (mixers_, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model)
+    remote = chosen.name != "local"
+    device = chosen.device(device) if remote else plan.resolve_device(device)
+    axes_given = (layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model)
     if preset is None and not any(v is not None for v in axes_given):
         preset = plan.default_preset(device)
     if preset is not None and preset not in PRESETS:
@@ -175,30 +176,30 @@ def _plan_sweep(pool, preset, mixers_, seq_lens, dims, batches, tokens, dtypes, 
         raise PlanError(f"--model {model} sets the width; leave out --dims (or give --layers/--ffn with --dims instead)")
     axes = plan.with_overrides(
         base,
-        mixers=plan.parse_layouts(mixers_) if mixers_ is not None else None,
-        seq_lens=plan.parse_ints(seq_lens, "seq-lens") if seq_lens is not None else None,
-        dims=plan.parse_ints(dims, "dims") if dims is not None else None,
-        batches=plan.parse_ints(batches, "batch") if batches is not None else None,
-        tokens=plan.parse_ints(tokens, "tokens") if tokens is not None else None,
-        dtypes=plan.parse_names(dtypes, "dtypes", list(DTYPES), DTYPE_ALIASES) if dtypes is not None else None,
-        modes=plan.parse_names(modes, "modes", MODES) if modes is not None else None,
-        scopes=plan.parse_names(scopes, "scope", SCOPES) if scopes is not None else None,
+        mixers=plan.parse_layouts(layouts) if layouts is not None else None,
+        seq_lens=parse_ints(seq_lens, "seq-lens") if seq_lens is not None else None,
+        dims=parse_ints(dims, "dims") if dims is not None else None,
+        batches=parse_ints(batches, "batch") if batches is not None else None,
+        tokens=parse_ints(tokens, "tokens") if tokens is not None else None,
+        dtypes=parse_names(dtypes, "dtypes", DTYPE_NAMES, DTYPE_ALIASES) if dtypes is not None else None,
+        modes=parse_names(modes, "modes", MODES) if modes is not None else None,
+        scopes=parse_names(scopes, "scope", SCOPES) if scopes is not None else None,
         timeout_s=timeout_s, budget_s=budget_s, min_reps=min_reps,
-        rounds=plan.parse_int(rounds, "rounds") if rounds is not None else None,
+        rounds=parse_int(rounds, "rounds") if rounds is not None else None,
     )
     # a named shape sets the width; explicit widths replace the preset's named shape
     axes = plan.apply_model(replace(axes, model=model if model is not None else None if dims is not None
                                     else base.model))
     axes = plan.with_overrides(
         axes,
-        layers=plan.parse_int(layers, "layers") if layers is not None else None,
-        ffn=plan.parse_int(ffn, "ffn") if ffn is not None else None,
-        vocab=plan.parse_int(vocab, "vocab", allow_zero=True) if vocab is not None else None,
-        norm=plan.parse_names(norm, "norm", NORMS)[0] if norm is not None else None,
+        layers=parse_int(layers, "layers") if layers is not None else None,
+        ffn=parse_int(ffn, "ffn") if ffn is not None else None,
+        vocab=parse_int(vocab, "vocab", allow_zero=True) if vocab is not None else None,
+        norm=parse_names(norm, "norm", NORMS)[0] if norm is not None else None,
     )
     plan.check_layouts(axes)
     allowed = mixers.CPU_DTYPES if device == "cpu" else mixers.CUDA_DTYPES
-    allowed_names = [name for name, dtype in DTYPES.items() if dtype in allowed]
+    allowed_names = [name for name, dtype in TORCH_DTYPES.items() if dtype in allowed]
     for name in axes.dtypes:
         if name not in allowed_names:
             raise PlanError(f"dtype {name} cannot run on {device} (allowed there: {', '.join(allowed_names)})")
@@ -212,13 +213,13 @@ def _plan_sweep(pool, preset, mixers_, seq_lens, dims, batches, tokens, dtypes, 
             raise PlanError(f"--tokens {count} is fewer than one sequence of {seq_len} tokens (allowed: --tokens at "
                             f"least the longest of --seq-lens, {max(axes.seq_lens)})")
     if remote:
-        slots, warnings = _ray_slots(pool, device, workers, threads)
+        slots, warnings = _ray_slots(chosen, device, workers, threads)
         out_path = _check_out(Path(out) if out is not None
-                              else default_out(preset, device, (pool.machine(device) or {}).get("device_name")))
+                              else default_out(preset, device, (chosen.machine(device) or {}).get("device_name")))
     else:
         slots, warnings = _workers(device, workers, devices, threads)
         out_path = _check_out(Path(out) if out is not None else default_out(preset, device))
-    return SweepPlan(preset, device, axes, points, out_path, slots, warnings, pool)
+    return SweepPlan(preset, device, axes, points, out_path, slots, warnings, chosen)
 
 
 def run_plan(sweep_plan: SweepPlan, *, flush_l2: bool = False, progress=None) -> runner.SweepReport:
@@ -228,28 +229,28 @@ def run_plan(sweep_plan: SweepPlan, *, flush_l2: bool = False, progress=None) ->
                       backend=sweep_plan.backend)
 
 
-def plan_quality(preset: str | None = None, *, tasks=None, mixers_=None, seq_lens=None, dims=None, layers=None,
+def plan_quality(preset: str | None = None, *, tasks=None, layouts=None, seq_lens=None, dims=None, layers=None,
                  steps=None, lrs=None, seeds=None, batch=None, norm=None, shift=None, device: str = "auto",
                  out: str | Path | None = None, timeout_s: float | None = None, workers=None,
                  devices=None, threads=None, backend: str = "local", ray_address: str | None = None,
                  gpu_type: str | None = None) -> QualityPlan:
     """Validate the input of a quality run and expand it into training runs; raises PlanError (one line)."""
-    threads = plan.parse_int(threads, "threads") if threads is not None else None
-    pool = _backend(backend, ray_address, gpu_type, devices)
+    threads = parse_int(threads, "threads") if threads is not None else None
+    chosen = _backend(backend, ray_address, gpu_type, devices)
     try:
-        return _plan_quality(pool, preset, tasks, mixers_, seq_lens, dims, layers, steps, lrs, seeds, batch, norm,
+        return _plan_quality(chosen, preset, tasks, layouts, seq_lens, dims, layers, steps, lrs, seeds, batch, norm,
                              shift, device, out, timeout_s, workers, devices, threads)
     except BaseException:
-        pool.close()
+        chosen.close()
         raise
 
 
-def _plan_quality(pool, preset, tasks, mixers_, seq_lens, dims, layers, steps, lrs, seeds, batch, norm, shift, device,
+def _plan_quality(chosen, preset, tasks, layouts, seq_lens, dims, layers, steps, lrs, seeds, batch, norm, shift, device,
                   out, timeout_s, workers, devices, threads) -> QualityPlan:
     from bench import tasks as task_registry
 
-    remote = pool.name != "local"
-    device = pool.device(device) if remote else plan.resolve_device(device)
+    remote = chosen.name != "local"
+    device = chosen.device(device) if remote else plan.resolve_device(device)
     if preset is None:
         preset = plan.default_preset(device)
     if preset not in QUALITY_PRESETS:
@@ -258,16 +259,16 @@ def _plan_quality(pool, preset, tasks, mixers_, seq_lens, dims, layers, steps, l
     base = QUALITY_PRESETS[preset][1]
     axes = plan.with_overrides(
         base,
-        tasks=plan.parse_names(tasks, "tasks", task_registry.available()) if tasks is not None else None,
-        mixers=plan.parse_layouts(mixers_) if mixers_ is not None else None,
-        seq_lens=plan.parse_ints(seq_lens, "seq-lens") if seq_lens is not None else None,
-        dims=plan.parse_ints(dims, "dims") if dims is not None else None,
-        layers=plan.parse_int(layers, "layers") if layers is not None else None,
-        steps=plan.parse_int(steps, "steps") if steps is not None else None,
-        lrs=plan.parse_floats(lrs, "lrs") if lrs is not None else None,
-        seeds=plan.parse_ints(seeds, "seeds", allow_zero=True) if seeds is not None else None,
-        batch=plan.parse_int(batch, "batch") if batch is not None else None,
-        norm=plan.parse_names(norm, "norm", NORMS)[0] if norm is not None else None,
+        tasks=parse_names(tasks, "tasks", task_registry.available()) if tasks is not None else None,
+        mixers=plan.parse_layouts(layouts) if layouts is not None else None,
+        seq_lens=parse_ints(seq_lens, "seq-lens") if seq_lens is not None else None,
+        dims=parse_ints(dims, "dims") if dims is not None else None,
+        layers=parse_int(layers, "layers") if layers is not None else None,
+        steps=parse_int(steps, "steps") if steps is not None else None,
+        lrs=parse_floats(lrs, "lrs") if lrs is not None else None,
+        seeds=parse_ints(seeds, "seeds", allow_zero=True) if seeds is not None else None,
+        batch=parse_int(batch, "batch") if batch is not None else None,
+        norm=parse_names(norm, "norm", NORMS)[0] if norm is not None else None,
         shift=shift, timeout_s=timeout_s,
     )
     if device == "cpu" and axes.dtype != "float32":
@@ -280,24 +281,24 @@ def _plan_quality(pool, preset, tasks, mixers_, seq_lens, dims, layers, steps, l
     for task in axes.tasks:
         setting = axes.setting(task)
         for seq_len in setting.seq_lens:
-            support = task_registry.get(task).supports(seq_len, **plan.parse_options(setting.options))
+            support = task_registry.get(task).supports(seq_len, **parse_options(setting.options))
             if not support:
                 raise PlanError(f"task {task} cannot run at --seq-lens {seq_len}: {support.reason}")
     runs = plan.expand_quality(axes, device)
     # by default beside this device's default sweep, so `make bench` draws both frontiers in one report
     if remote:  # training runs do not time each other: fill the cluster (a GPU, or `threads` CPUs, each)
-        slots, _ = _ray_slots(pool, device, workers, threads, fill=True)
+        slots, _ = _ray_slots(chosen, device, workers, threads, fill=True)
         out_path = _check_out(Path(out) if out is not None else default_out(
-            plan.default_preset(device), device, (pool.machine(device) or {}).get("device_name")))
-        return QualityPlan(preset, device, axes, runs, out_path, slots, (), pool)
+            plan.default_preset(device), device, (chosen.machine(device) or {}).get("device_name")))
+        return QualityPlan(preset, device, axes, runs, out_path, slots, (), chosen)
     cores = os.cpu_count() or 1
     default_workers = min(2, cores) if device == "cpu" else 1
-    count = plan.parse_int(workers, "workers") if workers is not None else (axes.workers or default_workers)
+    count = parse_int(workers, "workers") if workers is not None else (axes.workers or default_workers)
     if threads is None:
         threads = max(1, cores // count) if device == "cpu" else None
     slots, _ = _workers(device, count if devices is None else None, devices, threads, default_workers)
     out_path = _check_out(Path(out) if out is not None else default_out(plan.default_preset(device), device))
-    return QualityPlan(preset, device, axes, runs, out_path, slots, (), pool)
+    return QualityPlan(preset, device, axes, runs, out_path, slots, (), chosen)
 
 
 def run_quality(quality_plan: QualityPlan, *, progress=None) -> runner.SweepReport:
@@ -324,7 +325,7 @@ def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes
     """
     import pandas as pd
 
-    sweep_plan = plan_sweep(preset, mixers_=mixers, seq_lens=seq_lens, dims=dims, batches=batch, tokens=tokens,
+    sweep_plan = plan_sweep(preset, layouts=mixers, seq_lens=seq_lens, dims=dims, batches=batch, tokens=tokens,
                             dtypes=dtypes, modes=modes, scopes=scopes, model=model, rounds=rounds, device=device,
                             out=out if out is not None else tempfile.mkdtemp(prefix="mixbench-"),
                             timeout_s=timeout_s, budget_s=budget_s, min_reps=min_reps)

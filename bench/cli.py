@@ -24,6 +24,11 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
+    def format_help(self) -> str:
+        if callable(self.epilog):  # the presets' list imports the plan (and torch): only when help is asked for
+            self.epilog = self.epilog()
+        return super().format_help()
+
 
 def _bad_input(message: str) -> int:
     print(f"mixbench: error: {message}", file=sys.stderr)
@@ -152,24 +157,19 @@ def _pool_text(slots, backend) -> str:
     return f"{len(slots)}{kind} worker{'s' if len(slots) > 1 else ''}{threads}"
 
 
-def _planned(make):
-    """`make()`'s plan, or the exit status of its one-line refusal."""
-    from bench.measuring.plan import PlanError
-    from bench.measuring.runner import StartError
+def _refused(exc: Exception) -> int:
+    """The exit status (and one line) of a plan refused: bad input, or workers that could not start."""
+    from bench.measuring.points import PlanError
 
-    try:
-        return make()
-    except PlanError as exc:
-        return _bad_input(str(exc))
-    except StartError as exc:
-        return _fault(str(exc))
+    return _bad_input(str(exc)) if isinstance(exc, PlanError) else _fault(str(exc))
 
 
 def _carry_out(args, planned, run, table: str, done: str) -> int:
     """Run a sweep or a quality run under `interrupts()`, turn every fault into one line that says what is kept,
     then report; `done` words what was written ('measured {n} points')."""
-    from bench.measuring.runner import Interrupted, StartError, interrupts
+    from bench.measuring.runner import Interrupted, interrupts
     from bench.measuring.store import RunFolderError
+    from bench.measuring.workers import StartError
 
     out = planned.out
     again = "run the same command again to resume"
@@ -197,14 +197,18 @@ def _carry_out(args, planned, run, table: str, done: str) -> int:
 
 def cmd_sweep(args) -> int:
     from bench import api
+    from bench.measuring.points import PlanError
+    from bench.measuring.workers import StartError
 
-    sweep_plan = _planned(lambda: api.plan_sweep(
-        args.preset, mixers_=args.mixers, seq_lens=args.seq_lens, dims=args.dims, batches=args.batch,
-        tokens=args.tokens, dtypes=args.dtypes, modes=args.modes, scopes=args.scope, model=args.model,
-        layers=args.layers, ffn=args.ffn, vocab=args.vocab, norm=args.norm, rounds=args.rounds, device=args.device,
-        out=args.out, timeout_s=args.timeout, budget_s=args.budget, min_reps=args.min_reps, **_pool_options(args)))
-    if isinstance(sweep_plan, int):
-        return sweep_plan
+    try:
+        sweep_plan = api.plan_sweep(
+            args.preset, layouts=args.mixers, seq_lens=args.seq_lens, dims=args.dims, batches=args.batch,
+            tokens=args.tokens, dtypes=args.dtypes, modes=args.modes, scopes=args.scope, model=args.model,
+            layers=args.layers, ffn=args.ffn, vocab=args.vocab, norm=args.norm, rounds=args.rounds,
+            device=args.device, out=args.out, timeout_s=args.timeout, budget_s=args.budget, min_reps=args.min_reps,
+            **_pool_options(args))
+    except (PlanError, StartError) as exc:
+        return _refused(exc)
     _warn(sweep_plan.warnings)
     rounds = sweep_plan.axes.rounds
     print(f"mixbench: sweeping {len(sweep_plan.points)} points ({sweep_plan.preset or 'custom'} preset, "
@@ -217,13 +221,16 @@ def cmd_sweep(args) -> int:
 
 def cmd_quality(args) -> int:
     from bench import api
+    from bench.measuring.points import PlanError
+    from bench.measuring.workers import StartError
 
-    quality_plan = _planned(lambda: api.plan_quality(
-        args.preset, tasks=args.tasks, mixers_=args.mixers, seq_lens=args.seq_lens, dims=args.dims,
-        layers=args.layers, steps=args.steps, lrs=args.lrs, seeds=args.seeds, batch=args.batch, norm=args.norm,
-        shift=args.shift, device=args.device, out=args.out, timeout_s=args.timeout, **_pool_options(args)))
-    if isinstance(quality_plan, int):
-        return quality_plan
+    try:
+        quality_plan = api.plan_quality(
+            args.preset, tasks=args.tasks, layouts=args.mixers, seq_lens=args.seq_lens, dims=args.dims,
+            layers=args.layers, steps=args.steps, lrs=args.lrs, seeds=args.seeds, batch=args.batch, norm=args.norm,
+            shift=args.shift, device=args.device, out=args.out, timeout_s=args.timeout, **_pool_options(args))
+    except (PlanError, StartError) as exc:
+        return _refused(exc)
     print(f"mixbench: training {len(quality_plan.runs)} runs ({quality_plan.preset} preset) on {quality_plan.device} "
           f"with {_pool_text(quality_plan.slots, quality_plan.backend)} into {quality_plan.out}", flush=True)
     return _carry_out(args, quality_plan, lambda: api.run_quality(quality_plan, progress=Progress(args.quiet,
@@ -314,8 +321,29 @@ def _common_run_options(command) -> None:
     command.add_argument("--quiet", action="store_true", help="no progress output (also when CI is set)")
 
 
+def _presets_epilog(quality: bool, examples: str):
+    """The epilog of a sweep's or a quality run's help: its presets (read when help is printed), then examples."""
+
+    def epilog() -> str:
+        from bench.measuring.plan import PRESETS, QUALITY_PRESETS
+
+        presets = QUALITY_PRESETS if quality else PRESETS
+        listed = "\n".join(f"  {name:10} {description}" for name, (description, _) in presets.items())
+        return f"presets:\n{listed}\n\nexamples:\n{examples}"
+    return epilog
+
+
+def _run_command(commands, name: str, text: str, description: str, examples: str, quality: bool = False):
+    """The parser of a command that measures into a run folder (sweep, quality), with its --preset."""
+    command = commands.add_parser(name, help=text, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                  description=description, epilog=_presets_epilog(quality, examples))
+    command.add_argument("--preset", help="one of the presets listed below (default: gpu on CUDA, cpu otherwise)")
+    return command
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from bench.measuring.plan import DTYPES, MODES, NORMS, PRESETS, QUALITY_PRESETS, SCOPES
+    """The command line's parser; building it imports nothing heavy (no torch), so argv is parsed first."""
+    from bench.measuring.points import DTYPE_NAMES, MODES, NORMS, SCOPES
 
     parser = _Parser(prog="mixbench", description="Measure token mixers (FFT, DFT, Hartley, DCT, Hadamard, "
                      "linear, MLP-Mixer, attention...) across sequence lengths: speed, memory, what they learn, "
@@ -328,26 +356,24 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--dim", type=int, default=768, help="width at which to count parameters (768)")
     listing.set_defaults(run=cmd_list)
 
-    presets = "\n".join(f"  {name:10} {description}" for name, (description, _) in PRESETS.items())
-    sweep = commands.add_parser(
-        "sweep", help="measure mixers x lengths x settings; resumes an interrupted run in the same --out",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Measure every point (mixer x scope x seq_len x dim x batch x dtype x mode) in child "
-                    "processes, append it to OUT/results.csv, then draw the plots and OUT/report.html.\n"
-                    "Explicit axes replace the preset's; with neither, the preset for the device found is used.\n"
-                    "Where a mixer name goes, a layout BASE+TOP:K goes too (TOP in an encoder's last K layers; "
-                    "FNet-Hybrid is fft+attention:2).",
-        epilog=f"presets:\n{presets}\n\nexamples:\n  mixbench sweep                       # the preset for this "
-               f"machine\n  mixbench sweep --preset paper --device cuda\n  mixbench sweep --mixers fft,attention "
-               f"--seq-lens 512,1k,4k --dims 768 --dtypes bf16 --modes forward\n  mixbench sweep --mixers "
-               f"attention,fft,fft+attention:2 --scope mixer,block,encoder --model base --seq-lens 512")
-    sweep.add_argument("--preset", help=f"one of: {', '.join(PRESETS)} (default: gpu on CUDA, cpu otherwise)")
+    sweep = _run_command(
+        commands, "sweep", "measure mixers x lengths x settings; resumes an interrupted run in the same --out",
+        "Measure every point (mixer x scope x seq_len x dim x batch x dtype x mode) in child "
+        "processes, append it to OUT/results.csv, then draw the plots and OUT/report.html.\n"
+        "Explicit axes replace the preset's; with neither, the preset for the device found is used.\n"
+        "Where a mixer name goes, a layout BASE+TOP:K goes too (TOP in an encoder's last K layers; "
+        "FNet-Hybrid is fft+attention:2).",
+        "  mixbench sweep                       # the preset for this machine\n"
+        "  mixbench sweep --preset paper --device cuda\n"
+        "  mixbench sweep --mixers fft,attention --seq-lens 512,1k,4k --dims 768 --dtypes bf16 --modes forward\n"
+        "  mixbench sweep --mixers attention,fft,fft+attention:2 --scope mixer,block,encoder --model base "
+        "--seq-lens 512")
     sweep.add_argument("--mixers", help="comma-separated mixer names or layouts (default: all; see `mixbench list`)")
     sweep.add_argument("--seq-lens", help="comma-separated sequence lengths, e.g. 512,1k,4096")
     sweep.add_argument("--dims", help="comma-separated model widths, e.g. 768")
     sweep.add_argument("--batch", help="comma-separated fixed batch sizes, one series each")
     sweep.add_argument("--tokens", help="comma-separated tokens per batch (batch = tokens // seq_len), one series each")
-    sweep.add_argument("--dtypes", help=f"comma-separated: {', '.join(DTYPES)} (or bf16, fp16, fp32, fp64)")
+    sweep.add_argument("--dtypes", help=f"comma-separated: {', '.join(DTYPE_NAMES)} (or bf16, fp16, fp32, fp64)")
     sweep.add_argument("--modes", help=f"comma-separated: {', '.join(MODES)} (train = forward + backward; "
                        "+ an AdamW step at block and encoder scope)")
     sweep.add_argument("--scope", help=f"comma-separated: {', '.join(SCOPES)} (default: mixer)")
@@ -367,17 +393,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common_run_options(sweep)
     sweep.set_defaults(run=cmd_sweep)
 
-    quality_presets = "\n".join(f"  {name:10} {description}" for name, (description, _) in QUALITY_PRESETS.items())
-    quality = commands.add_parser(
-        "quality", help="train every mixer (or layout) on tasks and draw the speed-accuracy frontier",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train an encoder per (task x layout x length x width x learning rate x seed) in worker "
-                    "processes, append each run to OUT/quality.csv, then draw the plots and OUT/report.html. The "
-                    "best rate per layout is chosen on validation accuracy and reported on the test set.",
-        epilog=f"presets:\n{quality_presets}\n\nexamples:\n  mixbench quality --device cpu --tasks mqar --mixers "
-               f"attention,fft\n  mixbench quality --tasks mqar,majority --mixers fft,attention,fft+attention:1 "
-               f"--lrs 1e-3,3e-3 --seeds 0,1,2")
-    quality.add_argument("--preset", help=f"one of: {', '.join(QUALITY_PRESETS)} (default: gpu on CUDA, cpu otherwise)")
+    quality = _run_command(
+        commands, "quality", "train every mixer (or layout) on tasks and draw the speed-accuracy frontier",
+        "Train an encoder per (task x layout x length x width x learning rate x seed) in worker "
+        "processes, append each run to OUT/quality.csv, then draw the plots and OUT/report.html. The "
+        "best rate per layout is chosen on validation accuracy and reported on the test set.",
+        "  mixbench quality --device cpu --tasks mqar --mixers attention,fft\n"
+        "  mixbench quality --tasks mqar,majority --mixers fft,attention,fft+attention:1 --lrs 1e-3,3e-3 "
+        "--seeds 0,1,2", quality=True)
     quality.add_argument("--tasks", help="comma-separated tasks (see `mixbench list`)")
     quality.add_argument("--mixers", help="comma-separated mixer names or layouts (default: every mixer and "
                          "FNet-Hybrid)")
@@ -419,40 +442,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _forkserver_preload(argv: list[str]) -> list[str] | None:
-    """What the server that this command line's workers are forked from imports, or None where they are not forked
-    CPU workers (not a sweep or a quality run; Ray; a GPU); read from the words themselves, before anything imports
+def _forkserver_preload(args) -> list[str] | None:
+    """What the server that this command's workers are forked from imports, or None where they are not forked CPU
+    workers (not a sweep or a quality run; Ray; a GPU); decided from the parsed arguments, before anything imports
     torch. A quality run's server also imports what training needs (forkserver.TRAINING_PRELOAD)."""
     from bench.measuring import forkserver
 
-    if not argv or argv[0] not in ("sweep", "quality"):
+    if args.command not in ("sweep", "quality") or args.backend != "local":
         return None
-
-    def value(option: str, default: str) -> str:
-        for index, word in enumerate(argv):
-            if word.startswith(option + "="):
-                return word.split("=", 1)[1]
-            if word == option and index + 1 < len(argv):
-                return argv[index + 1]
-        return default
-
-    device = value("--device", "auto")
-    forks = value("--backend", "local") == "local" and (
-        device == "cpu" or device == "auto" and not os.path.exists("/proc/driver/nvidia/version"))
-    if not forks:
+    if not (args.device == "cpu" or args.device == "auto" and not os.path.exists("/proc/driver/nvidia/version")):
         return None
-    return forkserver.TRAINING_PRELOAD if argv[0] == "quality" else forkserver.PRELOAD
+    return forkserver.TRAINING_PRELOAD if args.command == "quality" else forkserver.PRELOAD
 
 
 def main(argv: list[str] | None = None) -> int:
-    # the `mixbench` command (argv None: a process of its own) starts its workers' forkserver first thing, so that
-    # the server imports torch while this process does (seconds sooner to the first point on an idle machine)
     from bench.measuring import forkserver
 
-    preload = _forkserver_preload(sys.argv[1:]) if argv is None else None
-    early = forkserver.start_early(preload) if preload is not None else None
+    early = None
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser().parse_args(argv)  # torch-free: nothing has imported torch yet
+        # the `mixbench` command (argv None: a process of its own) starts its workers' forkserver before the command
+        # imports torch, so that the server imports torch while this process does (seconds sooner to the first point)
+        preload = _forkserver_preload(args) if argv is None else None
+        early = forkserver.start_early(preload) if preload is not None else None
         return args.run(args)
     except KeyboardInterrupt:
         print("\nmixbench: interrupted; run the same command again to resume", file=sys.stderr)

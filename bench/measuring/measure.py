@@ -268,3 +268,16 @@ def peak_memory(fn: Callable[[], object], device: torch.device | str) -> Memory:
         result = fn()
     del result
     return Memory(tracker.peak_bytes / 2**20, None, CPU_MEMORY_METHOD)
+
+
+def describe(policy: TimingPolicy, device: str, rounds: int, timeout_s: float) -> dict:
+    """How a sweep times and pools its points, for env.json."""
+    return {"budget_s": policy.budget_s, "min_reps": policy.min_reps, "timeout_s": timeout_s,
+            "flush_l2": policy.flush_l2, "rounds": rounds,
+            "statistic": "median, p20, p80 of the per-call times of every round; lo/hi: the lowest and highest round "
+                         "medians",
+            "timer": "CUDA events" if device == "cuda" else "time.perf_counter"}
+
+
+def memory_method(device: str) -> str:
+    return CUDA_MEMORY_METHOD if device == "cuda" else CPU_MEMORY_METHOD

@@ -10,98 +10,13 @@ see `bench.models`.
 
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 
 import torch
 
 import mixers
 from bench import models
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16, "float16": torch.float16}
-DTYPE_ALIASES = {"fp32": "float32", "fp64": "float64", "bf16": "bfloat16", "fp16": "float16",
-                 "half": "float16", "float": "float32", "double": "float64"}
-MODES = ("forward", "train")
-DEVICES = ("auto", "cpu", "cuda")
-SCOPES = ("mixer", "block", "encoder")
-NORMS = ("post", "pre")
-
-
-class PlanError(ValueError):
-    """Bad sweep input; the message is one line naming what is wrong and what is allowed."""
-
-
-@dataclass(frozen=True)
-class Point:
-    """One measurement: a mixer (or layout) at one scope, size, dtype, mode and device.
-
-    `layers`, `ffn` and `norm` describe a block or an encoder and `vocab` an encoder; they are None
-    where the scope has no such part (a mixer alone has none of them).
-    """
-
-    mixer: str
-    scope: str
-    seq_len: int
-    dim: int
-    layers: int | None
-    ffn: int | None
-    vocab: int | None
-    norm: str | None
-    batch: int
-    batching: str  # how the series chose its batch: "batch=8" or "tokens=65536"
-    dtype: str
-    mode: str
-    device: str
-
-    @property
-    def key(self) -> tuple:
-        return tuple(getattr(self, name) for name in POINT_FIELDS)
-
-    @property
-    def series(self) -> tuple:
-        """The settings shared by the lengths of one line in a plot."""
-        return tuple(getattr(self, name) for name in POINT_FIELDS if name not in ("seq_len", "batch"))
-
-    def label(self) -> str:
-        scope = "" if self.scope == "mixer" else f" [{self.scope}]"
-        return f"{self.mixer}{scope} n={self.seq_len} d={self.dim} b={self.batch} {self.dtype} {self.mode}"
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_row(cls, row: dict) -> "Point":
-        """The point a results row (strings, as read back from results.csv) was measured at."""
-        return from_strings(cls, {"scope": "mixer", **{k: v for k, v in row.items() if v not in (None, "")}})
-
-
-def from_strings(cls, row: dict):
-    """A dataclass from a CSV row's strings, each field converted by its annotation (int, float, bool, str,
-    or None for an empty cell where the annotation allows it)."""
-    values = {}
-    for item in fields(cls):
-        text = row.get(item.name)
-        text = "" if text is None else str(text)
-        kind = str(item.type)
-        if text == "" and "None" in kind:
-            values[item.name] = None
-        elif kind.startswith("int"):
-            values[item.name] = int(float(text))
-        elif kind.startswith("float"):
-            values[item.name] = float(text)
-        elif kind.startswith("bool"):
-            values[item.name] = text.lower() in ("true", "1")
-        else:
-            values[item.name] = text
-    return cls(**values)
-
-
-POINT_FIELDS = tuple(item.name for item in fields(Point))
-
-
-def mixer_point(mixer: str, seq_len: int, dim: int, batch: int, dtype: str, mode: str, device: str) -> Point:
-    """A point of a mixer alone, with a fixed batch."""
-    return Point(mixer, "mixer", seq_len, dim, None, None, None, None, batch, f"batch={batch}", dtype, mode, device)
+from bench.measuring.points import DEVICES, MODES, SCOPES, PlanError, Point, TrainingRun, items
 
 
 @dataclass(frozen=True)
@@ -180,30 +95,10 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def _items(values, what: str, allowed_text: str) -> list[str]:
-    items = values.split(",") if isinstance(values, str) else [str(v) for v in values]
-    items = [item.strip() for item in items]
-    if not items or any(not item for item in items):
-        raise PlanError(f"--{what} needs a comma-separated list, got {values!r} (allowed: {allowed_text})")
-    return items
-
-
-def parse_names(values, what: str, allowed, aliases: dict | None = None) -> tuple[str, ...]:
-    """Names from a comma-separated string or a sequence, each one of `allowed` (or an alias of one)."""
-    resolved: list[str] = []
-    for name in _items(values, what, ", ".join(allowed)):
-        name = (aliases or {}).get(name, name)
-        if name not in allowed:
-            raise PlanError(f"unknown {what.rstrip('s')} {name!r} in --{what} (allowed: {', '.join(allowed)})")
-        if name not in resolved:
-            resolved.append(name)
-    return tuple(resolved)
-
-
 def parse_layouts(values, what: str = "mixers") -> tuple[str, ...]:
     """Mixer names and layouts (BASE+TOP:K), each validated and written canonically, in the order given."""
     resolved: list[str] = []
-    for text in _items(values, what, "mixer names or layouts BASE+TOP:K; see `mixbench list`"):
+    for text in items(values, what, "mixer names or layouts BASE+TOP:K; see `mixbench list`"):
         if "+" not in text and text not in mixers.available():
             raise PlanError(f"unknown mixer {text!r} in --{what} (allowed: {', '.join(mixers.available())}, "
                             f"or a layout BASE+TOP:K)")
@@ -214,28 +109,6 @@ def parse_layouts(values, what: str = "mixers") -> tuple[str, ...]:
         if name not in resolved:
             resolved.append(name)
     return tuple(resolved)
-
-
-def parse_ints(values, what: str, *, allow_zero: bool = False) -> tuple[int, ...]:
-    """Positive integers from a comma-separated string or a sequence (1k and 2K mean 1024 and 2048)."""
-    parsed = []
-    kind = "non-negative" if allow_zero else "positive"
-    for item in _items(values, what, f"{kind} integers such as 512,1024 or 1k,4k"):
-        item = item.lower()
-        scale = 1024 if item.endswith("k") else 1
-        digits = item[:-1] if scale > 1 else item
-        if not digits.isdigit() or int(digits) * scale < (0 if allow_zero else 1):
-            raise PlanError(f"--{what} takes {kind} integers such as 512,1024 or 1k,4k; got {item!r} in {values!r}")
-        parsed.append(int(digits) * scale)
-    return tuple(sorted(set(parsed)))
-
-
-def parse_int(value, what: str, *, allow_zero: bool = False) -> int:
-    """One positive (or non-negative) integer, with the k suffix."""
-    values = parse_ints(str(value), what, allow_zero=allow_zero)
-    if len(values) != 1:
-        raise PlanError(f"--{what} takes one integer, got {value!r}")
-    return values[0]
 
 
 def _grows_as_n_log_n(cls) -> bool:
@@ -392,10 +265,8 @@ def default_layouts() -> tuple[str, ...]:
     return (*mixers.available(), HYBRID)
 
 
-def expand_quality(axes: QualityAxes, device: str) -> list:
+def expand_quality(axes: QualityAxes, device: str) -> list[TrainingRun]:
     """Every training run of the axes: per task, layout, length, width, rate and seed."""
-    from bench.measuring.train import TrainPoint
-
     runs = []
     for task in axes.tasks:
         setting = axes.setting(task)
@@ -404,39 +275,7 @@ def expand_quality(axes: QualityAxes, device: str) -> list:
                 for dim in setting.dims:
                     for lr in axes.lrs:
                         for seed in axes.seeds:
-                            runs.append(TrainPoint(task, setting.options, layout, seq_len, dim, axes.layers,
+                            runs.append(TrainingRun(task, setting.options, layout, seq_len, dim, axes.layers,
                                                    axes.ffn_ratio * dim, axes.norm, axes.shift, setting.batch,
                                                    setting.steps, lr, seed, axes.dtype, device))
     return runs
-
-
-def parse_options(text: str) -> dict:
-    """'vocab_size=64,power_a=0.01' -> {'vocab_size': 64, 'power_a': 0.01} (numbers where they parse)."""
-    options = {}
-    for item in filter(None, (part.strip() for part in text.split(","))):
-        name, sep, value = item.partition("=")
-        if not sep or not name.strip():
-            raise PlanError(f"task options are name=value pairs separated by commas, got {item!r} in {text!r}")
-        for kind in (int, float):
-            try:
-                options[name.strip()] = kind(value)
-                break
-            except ValueError:
-                continue
-        else:
-            options[name.strip()] = value.strip()
-    return options
-
-
-def parse_floats(values, what: str) -> tuple[float, ...]:
-    """Positive numbers from a comma-separated string or a sequence (3e-3,1e-3)."""
-    parsed = []
-    for item in _items(values, what, "positive numbers such as 1e-3,3e-3"):
-        try:
-            value = float(item)
-        except ValueError:
-            value = math.nan
-        if not value > 0 or math.isinf(value):
-            raise PlanError(f"--{what} takes positive numbers such as 1e-3,3e-3; got {item!r} in {values!r}")
-        parsed.append(value)
-    return tuple(sorted(set(parsed)))

@@ -3,7 +3,7 @@
 Zoology launches its sweeps the same way (one `ray.remote(num_gpus=1)` per run). Here each actor holds one
 GPU (`num_gpus=1`, and `accelerator_type` for --gpu-type), or on a cluster without GPUs `threads` CPUs, and
 answers messages with the local worker's own `bench.measuring.worker.Measurer.handle`. The driver (the
-`mixbench` process) hands out the work through `runner.Scheduler`, as it does to local worker processes,
+`mixbench` process) hands out the work through `scheduler.Scheduler`, as it does to local worker processes,
 and stays the only writer of the run folder.
 
 - An actor that dies while measuring (a segfault, a kill, Ray's memory monitor) costs the point it held:
@@ -27,11 +27,11 @@ import time
 import ray
 from ray.exceptions import ActorUnavailableError, AuthenticationError, GetTimeoutError, RayActorError, RayError
 
-from bench.measuring import env as environment
-from bench.measuring import measure
-from bench.measuring.plan import DEVICES, PlanError
-from bench.measuring.runner import DIED, LOST, STARTUP_TIMEOUT_S, Slot, StartError
-from bench.measuring.worker import Measurer
+from bench.measuring import fingerprint, measure
+from bench.measuring.points import DEVICES, PlanError
+from bench.measuring.rows import one_line
+from bench.measuring.serve import Measurer
+from bench.measuring.workers import DIED, LOST, STARTUP_TIMEOUT_S, Slot, StartError
 
 POLL_S = 0.5  # the longest one wait inside Ray lasts, so that SIGINT and SIGTERM are handled at once
 
@@ -75,7 +75,7 @@ def choose_gpus(inventory: dict[str, int], gpu_type: str | None) -> tuple[str | 
 
 def code_path() -> str:
     """PYTHONPATH for the actors: the folder the driver's `bench` came from, then the driver's own PYTHONPATH."""
-    entries = [str(environment.REPO_ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
+    entries = [str(fingerprint.REPO_ROOT), *os.environ.get("PYTHONPATH", "").split(os.pathsep)]
     return os.pathsep.join(dict.fromkeys(entry for entry in entries if entry))
 
 
@@ -93,7 +93,7 @@ def connect(address: str | None) -> None:
                             f"the token in ~/.ray/auth_token or RAY_AUTH_TOKEN (see "
                             f"https://docs.ray.io/en/latest/ray-security/token-auth.html)") from None
         where = f"at {address}" if address not in (None, "auto") else "running on this machine"
-        raise PlanError(f"--ray-address {address}: no Ray cluster {where} answered ({one_line(exc)}); start one with "
+        raise PlanError(f"--ray-address {address}: no Ray cluster {where} answered ({_reason(exc)}); start one with "
                         f"`ray start --head`, or leave out --ray-address to start one here") from None
 
 
@@ -153,18 +153,18 @@ class RayBackend:
         return [Slot(index, {}, threads) for index in range(count)]
 
     def machine(self, device: str) -> dict | None:
-        """`environment.machine(device)` as a worker of this run finds it (None when the cluster is this machine)."""
+        """`fingerprint.machine(device)` as a worker of this run finds it (None when the cluster is this machine)."""
         return None if self.here else self.probe(device)
 
     def probe(self, device: str) -> dict:
-        """`environment.machine(device)` as a worker of this run finds it (asked once, by a task)."""
+        """`fingerprint.machine(device)` as a worker of this run finds it (asked once, by a task)."""
         if self._machine is None:
-            # a task of env.py's own function: its process imports torch and env.py, not the mixers
-            probe = ray.remote(environment.machine).options(**self.options, max_retries=0).remote(device)
+            # a task of fingerprint.py's own function: its process imports torch and fingerprint.py, not the mixers
+            probe = ray.remote(fingerprint.machine).options(**self.options, max_retries=0).remote(device)
             try:
                 self._machine = _get(probe, STARTUP_TIMEOUT_S)
             except RayError as exc:
-                raise StartError(f"no Ray worker could report its machine: {one_line(exc)}") from None
+                raise StartError(f"no Ray worker could report its machine: {_reason(exc)}") from None
         return self._machine
 
     def start(self, slot: Slot, device: str, device_name: str, policy: measure.TimingPolicy, round_: int):
@@ -198,7 +198,7 @@ class MeasuringActor:
         """This worker's settings, where it runs, and the device it found."""
         return {**self.measurer.settings, "node_id": ray.get_runtime_context().get_node_id(),
                 "node_ip": ray.util.get_node_ip_address(), "ray_gpu_ids": [str(i) for i in ray.get_gpu_ids()],
-                "device_name": environment.device_facts(self.device)["device_name"]}
+                "device_name": fingerprint.device_facts(self.device)["device_name"]}
 
     def handle(self, message: tuple) -> tuple:
         return self.measurer.handle(message)
@@ -207,16 +207,11 @@ class MeasuringActor:
         return True
 
 
-def one_line(exc: BaseException) -> str:
+def _reason(exc: BaseException) -> str:
     """Ray's message of `exc` in one line, without its identifiers and its list of common causes."""
     if isinstance(exc, GetTimeoutError):
         return "no answer in time (are the cluster's GPUs or CPUs held by other work?)"
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    lines = [line for line in lines if not re.match(r"(class_name|actor_id|pid|name|namespace|ip):", line)]
-    if len(lines) > 1 and lines[0].startswith("The actor died unexpectedly"):
-        lines = lines[1:]  # the generic first line; the cause follows
-    text = " ".join(" ".join(lines).split()).split(" Some common causes")[0]
-    return text[:400] or type(exc).__name__
+    return one_line(exc, named=False, limit=400)
 
 
 def _wait(refs: list, num_returns: int, timeout_s: float) -> list:
@@ -253,7 +248,7 @@ def _node_dead(node_id: str | None) -> bool:
 
 
 class RayWorker:
-    """One Ray actor serving one round, with the interface of `runner.Worker`."""
+    """One Ray actor serving one round, with the interface of `workers.Worker`."""
 
     def __init__(self, slot: Slot, options: dict, device: str, device_name: str, policy: measure.TimingPolicy,
                  round_: int = 1):
@@ -268,7 +263,7 @@ class RayWorker:
             self.settings = _get(self.actor.ready.remote(), STARTUP_TIMEOUT_S)
         except RayError as exc:
             self.kill()
-            raise StartError(f"the Ray worker did not start: {one_line(exc)}") from None
+            raise StartError(f"the Ray worker did not start: {_reason(exc)}") from None
         if self.settings["device_name"] != device_name:
             self.kill()
             raise StartError(f"Ray placed worker {slot.index} on {self.settings['device_name']!r} (node "
@@ -307,7 +302,7 @@ class RayWorker:
             return self._gone(exc)
         except RayError as exc:  # the call itself failed (the actor lives on)
             self.dead = True
-            self.reason = f"the Ray worker failed: {one_line(exc)}"
+            self.reason = f"the Ray worker failed: {_reason(exc)}"
             return DIED
         if probing:  # it answers again, but the reply it was computing went with the connection
             self.dead = True
@@ -317,7 +312,7 @@ class RayWorker:
 
     def _gone(self, exc: RayActorError) -> tuple:
         self.dead = True
-        text = one_line(exc)
+        text = _reason(exc)
         where = f"node {self.settings.get('node_ip')}"
         if getattr(exc, "preempted", False) or re.search(r"\bnode\b", text) or _node_dead(self.settings.get("node_id")):
             self.reason = f"the Ray worker's {where} was lost ({text})"

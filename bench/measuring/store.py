@@ -239,3 +239,79 @@ class RunFolder:
             temporary.unlink(missing_ok=True)  # the old env.json stays whole
             raise OSError(exc.errno, exc.strerror, str(self.env_path)) from exc
         os.replace(temporary, self.env_path)
+
+
+PROVENANCE = ("command", "git_commit", "git_dirty")
+_KEPT = ("started_at", "peak_bandwidth_gbps", "peak_tflops", "calibration", "resumed_at", "interrupted", "quality",
+         "workers", "lost")  # what a sweep that starts again keeps of an earlier start's record
+
+
+class EnvRecord:
+    """env.json of a sweep or a quality run, its one owner: every change is a method that says what happened,
+    and each is written at once (atomically).
+
+    A sweep's record is the top level; a quality run keeps the sweep's record whole and writes its own in the
+    "quality" section (its `section`).
+    """
+
+    def __init__(self, folder: RunFolder, data: dict, section: dict):
+        self.folder, self.data, self.section = folder, data, section
+
+    @classmethod
+    def open(cls, folder: RunFolder, facts: dict, stage: str, now: str) -> "EnvRecord":
+        """The record of a sweep (`stage` "sweep") or a quality run ("quality") that starts or resumes now, from
+        this machine's (or the measuring machine's) `facts`. A sweep refreshes the fingerprint and keeps what
+        an earlier start recorded (its start time, the calibrated ceilings, the quality run's section)."""
+        data = folder.read_env()
+        if data and data.get("device_name") != facts["device_name"]:
+            raise RunFolderError(f"{folder.path} holds a run measured on {data.get('device_name')!r}, not on this "
+                                 f"{facts['device_name']!r}; choose another --out")
+        if stage == "quality":
+            data = {**facts, **data}
+            data["quality"] = {**data.get("quality", {}), **{key: facts[key] for key in PROVENANCE}}
+            return cls(folder, data, data["quality"])
+        data = {**facts, **{k: v for k, v in data.items() if k in _KEPT}}
+        data.setdefault("started_at", now)
+        return cls(folder, data, data)
+
+    @property
+    def device_name(self) -> str:
+        return self.data["device_name"]
+
+    @property
+    def peaks(self) -> dict:
+        """The device's calibrated ceilings (empty until calibrated)."""
+        return {key: self.data.get(key) for key in ("peak_bandwidth_gbps", "peak_tflops")}
+
+    def started(self, **settings) -> None:
+        """The run (re)starts with these settings; an earlier interruption and finish are cleared."""
+        self.section.update(settings, finished_at=None)
+        self.section.pop("interrupted", None)
+        self.write()
+
+    def resumed(self, at: str) -> None:
+        self.data["resumed_at"] = [*self.data.get("resumed_at", []), at]
+
+    def calibrated(self, ceilings: dict) -> None:
+        self.data.update(ceilings)
+        self.write()
+
+    def worker_started(self, slot_index: int, settings: dict) -> None:
+        self.data.setdefault("workers", {})[str(slot_index)] = settings
+
+    def lost(self, records: list[dict]) -> None:
+        """Workers that went away with their machines, and what each was doing."""
+        if records:
+            self.data["lost"] = [*self.data.get("lost", []), *records]
+
+    def interrupted(self, signal: str, at: str, rows: int) -> None:
+        self.section["interrupted"] = {"signal": signal, "at": at, "rows": rows}
+
+    def finished(self, at: str, **facts) -> None:
+        """The run ends (its finish time is left empty when a signal stopped it); writes the record."""
+        self.data.update(facts)
+        self.section["finished_at"] = None if "interrupted" in self.section else at
+        self.write()
+
+    def write(self) -> None:
+        self.folder.write_env(self.data)

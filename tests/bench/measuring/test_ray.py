@@ -30,7 +30,7 @@ needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed here (
 # one local cluster serves the module: under pytest-xdist its tests run on one worker (`--dist loadgroup`)
 pytestmark = pytest.mark.xdist_group("ray")
 REPO = Path(__file__).resolve().parents[3]
-SMALL = dict(mixers_="fft,linear", seq_lens="8,16", dims="4", modes="forward,train", budget_s=0.01, rounds=1,
+SMALL = dict(layouts="fft,linear", seq_lens="8,16", dims="4", modes="forward,train", budget_s=0.01, rounds=1,
              device="cpu")
 
 
@@ -301,7 +301,7 @@ def test_a_stopped_or_killed_ray_driver_resumes_without_duplicates(tmp_path, clu
     import ray
 
     run_dir = calibrated(tmp_path / "run")
-    axes = dict(mixers_="fft", seq_lens="8,16,32,64,128,256", dims="4", modes="forward,train", budget_s=0.5,
+    axes = dict(layouts="fft", seq_lens="8,16,32,64,128,256", dims="4", modes="forward,train", budget_s=0.5,
                 min_reps=3, rounds=1, device="cpu", out=run_dir, backend="ray")
     stopped = sweep_in_thread_until_signalled(api.plan_sweep(**axes), run_dir, 2, signal.SIGTERM)
     assert stopped is not None and stopped.signum == signal.SIGTERM

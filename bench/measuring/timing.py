@@ -1,23 +1,14 @@
-"""The child-process side of a sweep: calibrate the device, then measure points or train models, one at a time.
+"""One timing point -> its raw measurements: build the step, check its output, time it, read its memory; and the
+device's ceilings (`calibrate`). Everything that can fail inside a point becomes a row with a status and a reason.
 
-A worker runs in a process of its own (started by `bench.measuring.runner`, or a Ray actor of
-`bench.measuring.ray_backend`) so that a hang, a crash or a poisoned CUDA context costs one point, not the
-sweep; both answer messages with the same `Measurer.handle`. Everything that can fail inside a point becomes
-a row with a status and a reason.
+The parent turns the raw time into throughput and the fraction of the roofline (`metrics`) once, after pooling
+the point's rounds (`bench.measuring.rounds`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import datetime as dt
-import functools
 import gc
-import hashlib
-import inspect
 import os
-import signal
-import sys
-from types import ModuleType
 from typing import Callable, NamedTuple
 
 import torch
@@ -26,57 +17,13 @@ import torch.nn.functional as F
 import mixers
 from bench import models
 from bench.measuring import measure
-from bench.measuring.env import energy_counter
-from bench.measuring.plan import DTYPES, Point
+from bench.measuring.points import Point
+from bench.measuring.rows import Reply, failure, now, parses, point_hash
 
+TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
+                "float16": torch.float16}
 _MiB = 2**20
-# glibc serves allocations above its (moving) mmap threshold with fresh pages each call, so a process
-# could fall into a slow mode for good (shared/notes/timing-noise.md); fixed thresholds remove that mode.
-MALLOC_SETTINGS = {"M_MMAP_THRESHOLD": (-3, 32 * _MiB), "M_TRIM_THRESHOLD": (-1, 4 * 2**30 - 1)}
 ORDER_STATISTICS = 129  # per round: the sketch of its samples that rounds are pooled from
-
-
-def _module_source(module: ModuleType) -> str:
-    try:
-        return inspect.getsource(module)
-    except (OSError, TypeError):
-        return module.__name__
-
-
-@functools.lru_cache(maxsize=None)
-def source_hash(cls: type) -> str:
-    """Short hash of the source of a mixer's module and of the private `mixers._*` helpers it uses."""
-    module = sys.modules[cls.__module__]
-    used: dict[str, ModuleType] = {module.__name__: module}
-    for value in vars(module).values():
-        name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
-        if isinstance(name, str) and name.startswith("mixers._") and name in sys.modules:
-            used[name] = sys.modules[name]
-    digest = hashlib.sha256()
-    for name in sorted(used):
-        digest.update(_module_source(used[name]).encode())
-    return digest.hexdigest()[:12]
-
-
-@functools.lru_cache(maxsize=None)
-def package_hash(package: str) -> str:
-    """Short hash of every module of an imported package (bench.models, bench.tasks, ...)."""
-    digest = hashlib.sha256()
-    for name in sorted(n for n in sys.modules if n == package or n.startswith(package + ".")):
-        digest.update(_module_source(sys.modules[name]).encode())
-    return digest.hexdigest()[:12]
-
-
-def layout_hash(layout: str, *packages: str) -> str:
-    """The source hash of a layout's mixers, plus the packages that build or feed the model around them."""
-    parts = [source_hash(mixers.get(name)) for name in models.parse_layout(layout).names]
-    parts += [package_hash(package) for package in packages]
-    return parts[0] if len(parts) == 1 else hashlib.sha256("".join(parts).encode()).hexdigest()[:12]
-
-
-def point_hash(point: Point) -> str:
-    """What a point's row depends on: its mixers' sources, and the model code above mixer scope."""
-    return layout_hash(point.mixer, *(() if point.scope == "mixer" else ("bench.models",)))
 
 
 # --- building one step ------------------------------------------------------------------------------
@@ -108,7 +55,7 @@ def prepare_call(point: Point, generator_seed: int = 0) -> Prepared:
     at block and encoder scope it is a whole training step: forward, backward and an AdamW step (an
     encoder's loss is the masked-LM cross-entropy over its head's positions).
     """
-    dtype = DTYPES[point.dtype]
+    dtype = TORCH_DTYPES[point.dtype]
     if point.scope == "mixer":
         module = mixers.build(point.mixer, point.seq_len, point.dim, dtype=dtype, device=point.device)
     else:
@@ -175,7 +122,7 @@ def calibrate(device: str, dtypes: list[str], budget_s: float = 0.5) -> dict:
     peaks = {}
     size = 8192 if device == "cuda" else 2048  # large enough that no mixer's products beat the ceiling (1024 did)
     for name in dtypes:
-        dtype = DTYPES[name]
+        dtype = TORCH_DTYPES[name]
         if device == "cpu" and dtype not in mixers.CPU_DTYPES:
             continue
         a = torch.randn(size, size, device=device, dtype=dtype)
@@ -192,28 +139,6 @@ def calibrate(device: str, dtypes: list[str], budget_s: float = 0.5) -> dict:
 
 # --- rows ---------------------------------------------------------------------------------------------
 
-def is_oom(exc: BaseException) -> bool:
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-def is_fatal_cuda(exc: BaseException) -> bool:
-    """A CUDA error after which this process's context cannot be trusted (illegal access, assert...)."""
-    return isinstance(exc, RuntimeError) and ("CUDA error" in str(exc) or "CUDA kernel errors" in str(exc))
-
-
-def one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}"[:500]
-
-
-def failure(exc: BaseException) -> dict:
-    """The status, reason and fatal flag of a row for an exception raised while measuring or training."""
-    return {"status": "oom" if is_oom(exc) else "error", "error": one_line(exc), "_fatal": is_fatal_cuda(exc)}
-
-
 def _options(point: Point) -> dict:
     return dict(scope=point.scope, layers=point.layers, ffn=point.ffn, vocab=point.vocab,
                 norm=point.norm or "post", head="mlm" if point.vocab else "none")
@@ -221,7 +146,7 @@ def _options(point: Point) -> dict:
 
 def cost_parts(point: Point) -> list:
     """The analytic parts (FLOPs, bytes, parameters, computing dtype) of one call at `point`."""
-    return models.parts(point.scope, point.mixer, point.seq_len, point.dim, point.batch, DTYPES[point.dtype],
+    return models.parts(point.scope, point.mixer, point.seq_len, point.dim, point.batch, TORCH_DTYPES[point.dtype],
                         point.mode, point.device, **{k: v for k, v in _options(point).items() if k != "scope"})
 
 
@@ -229,7 +154,7 @@ def compute_dtype_name(point: Point) -> str:
     """The dtype that actually computes at `point` ("float32" for a bf16 FFT; "bfloat16+float32" for a
     model whose FFT mixers upcast while its matrix products do not, the larger share of FLOPs first)."""
     if point.scope == "mixer" and "+" not in point.mixer:
-        dtype = mixers.get(point.mixer).compute_dtype(DTYPES[point.dtype], point.device, seq_len=point.seq_len,
+        dtype = mixers.get(point.mixer).compute_dtype(TORCH_DTYPES[point.dtype], point.device, seq_len=point.seq_len,
                                                       dim=point.dim)
         return str(dtype).removeprefix("torch.")
     flops: dict[str, int] = {}
@@ -239,7 +164,7 @@ def compute_dtype_name(point: Point) -> str:
     return "+".join(sorted(flops, key=lambda name: -flops[name]))
 
 
-def _refusal(point: Point) -> str | None:
+def refusal(point: Point) -> str | None:
     """Why `point` cannot run, or None."""
     if point.batch < 1:
         return (f"{point.batching} per batch is fewer than one sequence of {point.seq_len} tokens; nothing was "
@@ -248,7 +173,7 @@ def _refusal(point: Point) -> str | None:
     if not layout.is_plain and point.scope != "encoder":
         return (f"a layout ({point.mixer}) arranges an encoder's layers; at {point.scope} scope give a mixer name")
     for name in layout.names:
-        support = mixers.get(name).supports(point.seq_len, point.dim, DTYPES[point.dtype], point.device)
+        support = mixers.get(name).supports(point.seq_len, point.dim, TORCH_DTYPES[point.dtype], point.device)
         if not support:
             return support.reason
     return None
@@ -256,20 +181,10 @@ def _refusal(point: Point) -> str | None:
 
 def base_row(point: Point, device_name: str) -> dict:
     """The columns every row has, whatever its status."""
-    known = _parses(point.mixer)  # a plugin mixer that is gone since the point was planned is not
-    runnable = known and _refusal(point) is None
+    runnable = parses(point.mixer) and refusal(point) is None
     return {**point.as_dict(), "compute_dtype": compute_dtype_name(point) if runnable else "",
-            "device_name": device_name, "source_hash": point_hash(point) if known else "",
-            "measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "device_name": device_name, "source_hash": point_hash(point), "measured_at": now(),
             "load_avg": _load_average()}
-
-
-def _parses(text: str) -> bool:
-    try:
-        models.parse_layout(text)
-        return True
-    except models.LayoutError:
-        return False
 
 
 def _load_average() -> float | None:
@@ -310,17 +225,16 @@ def metrics(point: Point, time_ms: float, peaks: dict) -> dict:
     }
 
 
-def measure_point(point: Point, policy: measure.TimingPolicy, peaks: dict, device_name: str,
-                  energy=None) -> dict:
+def measure_point(point: Point, policy: measure.TimingPolicy, device_name: str, energy=None) -> Reply:
     """Measure one point; never raises: a failure is a row with its status and reason.
 
-    An ok row carries `_samples`, the order statistics of its timed calls, which the runner pools
-    across rounds and does not write to results.csv.
+    An ok reply carries the raw time and memory in its row and the order statistics of its timed calls in
+    `samples`, which the parent pools across rounds (and turns into throughput and roofline columns).
     """
     row = base_row(point, device_name)
-    refused = _refusal(point)
+    refused = refusal(point)
     if refused:
-        return {**row, "status": "unsupported", "error": refused}
+        return Reply({**row, "status": "unsupported", "error": refused})
     prepared = None
     try:
         prepared = prepare_call(point)
@@ -330,21 +244,20 @@ def measure_point(point: Point, policy: measure.TimingPolicy, peaks: dict, devic
                 out = prepared.step()
                 shape, dtype = prepared.expected
                 if out.dtype != dtype or tuple(out.shape) != shape:
-                    return {**row, "status": "error", "error": f"{point.scope} returned {tuple(out.shape)} "
-                            f"{out.dtype}; expected {shape} {dtype}"}
+                    return Reply({**row, "status": "error", "error": f"{point.scope} returned {tuple(out.shape)} "
+                                  f"{out.dtype}; expected {shape} {dtype}"})
                 del out
             timing = measure.time_call(prepared.step, point.device, policy, energy)
             memory = measure.peak_memory(prepared.step, point.device)
         resident = measure.resident_mb(*prepared.holders)
-        return {**row, "status": "ok", "time_ms": timing.median_ms, "time_ms_p20": timing.p20_ms,
-                "time_ms_p80": timing.p80_ms, "reps": timing.reps, "peak_mem_mb": memory.peak_mb,
-                "reserved_mem_mb": memory.reserved_mb, "resident_mem_mb": resident, "energy_mj": timing.energy_mj,
-                **metrics(point, timing.median_ms, peaks), "error": "",
-                "_samples": timing.order_statistics(ORDER_STATISTICS)}
+        return Reply({**row, "status": "ok", "time_ms": timing.median_ms, "time_ms_p20": timing.p20_ms,
+                      "time_ms_p80": timing.p80_ms, "reps": timing.reps, "peak_mem_mb": memory.peak_mb,
+                      "reserved_mem_mb": memory.reserved_mb, "resident_mem_mb": resident,
+                      "energy_mj": timing.energy_mj, "error": ""}, timing.order_statistics(ORDER_STATISTICS))
     except BaseException as exc:  # noqa: BLE001 - a point's failure is data
         if isinstance(exc, KeyboardInterrupt):
             raise
-        return {**row, **failure(exc)}
+        return failure(row, exc)
     finally:
         del prepared
         mixers.clear_caches()
@@ -353,67 +266,9 @@ def measure_point(point: Point, policy: measure.TimingPolicy, peaks: dict, devic
             torch.cuda.empty_cache()
 
 
-# --- the process ---------------------------------------------------------------------------------------
-
-def configure_process(threads: int | None) -> dict:
-    """Set this worker's thread count and allocator; returns what was set and what it sees, for env.json."""
-    if threads:
-        torch.set_num_threads(threads)
-    settings = {"threads": torch.get_num_threads(), "pid": os.getpid(),
-                "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        applied = {name: value for name, (code, value) in MALLOC_SETTINGS.items() if libc.mallopt(code, value) == 1}
-        settings["allocator"] = ("glibc malloc, " + ", ".join(f"{k}={v}" for k, v in applied.items())
-                                 + " (mallopt in each worker)") if applied else "glibc malloc, defaults"
-    except (OSError, AttributeError):
-        settings["allocator"] = "system default (no glibc mallopt here)"
-    return settings
 
 
-class Measurer:
-    """One worker's state and its one way of answering a message, used by the local worker loop (`serve`) and
-    by a Ray actor (`bench.measuring.ray_backend`) alike."""
-
-    def __init__(self, device: str, device_name: str, policy: measure.TimingPolicy, threads: int | None = None):
-        self.device, self.device_name, self.policy = device, device_name, policy
-        self.settings = configure_process(threads)
-        self.energy = energy_counter() if device == "cuda" else None
-        if device != "cuda":  # the first dispatch mode now, not in a timeout (measure._dynamo_guard_once_loaded)
-            measure.peak_memory(lambda: torch.ones(1) + 1, device)
-
-    def handle(self, message: tuple) -> tuple:
-        """The reply to ('calibrate', dtypes), ('point', point, peaks) or ('train', point): ('calibration', peaks)
-        or ('row', row, fatal), where fatal says this process's CUDA context is poisoned and it must exit."""
-        if message[0] == "calibrate":
-            return ("calibration", calibrate(self.device, message[1]))
-        if message[0] == "train":
-            from bench.measuring import train
-
-            row = train.train_point(train.TrainPoint(**message[1]), self.device_name)
-        elif message[0] == "point":
-            point, peaks = Point(**message[1]), message[2]
-            row = measure_point(point, self.policy, peaks, self.device_name, self.energy)
-        else:
-            raise ValueError(f"unknown message {message[0]!r} (allowed: calibrate, point, train, stop)")
-        fatal = row.pop("_fatal", False)
-        return ("row", {**row, "_pid": os.getpid()}, fatal)
-
-
-def serve(conn, device: str, device_name: str, policy: measure.TimingPolicy, threads: int | None = None) -> None:
-    """The worker loop: answer messages (see `Measurer.handle`) through the pipe until ('stop',)."""
-    # The parent owns interruption: Ctrl-C reaches the whole process group, and the parent stops its workers.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    try:
-        measurer = Measurer(device, device_name, policy, threads)
-        conn.send(("ready", measurer.settings))
-        while True:
-            message = conn.recv()
-            if message[0] == "stop":
-                return
-            reply = measurer.handle(message)
-            conn.send(reply)
-            if reply[0] == "row" and reply[2]:
-                return  # the parent starts a fresh worker with a clean CUDA context
-    except (EOFError, BrokenPipeError, ConnectionResetError):
-        return  # the parent is gone (killed or interrupted): nothing to report to, and nobody to tell
+def describe() -> str:
+    """What a timed call in train mode is (`prepare_call`), for env.json."""
+    return ("mixer scope: forward + backward to the input and parameters; block and encoder scope: forward + "
+            "backward + an AdamW step (encoder loss: masked-LM cross-entropy)")

@@ -150,7 +150,7 @@ def provenance() -> dict:
     }
 
 
-def fingerprint(device: str, measured_on: dict | None = None) -> dict:
+def collect(device: str, measured_on: dict | None = None) -> dict:
     """Everything env.json records about where and how a run happened (except timings); `measured_on` is
     `machine(device)` as a remote worker found it, when the points are measured elsewhere."""
     return {**(measured_on if measured_on is not None else machine(device)), **provenance()}

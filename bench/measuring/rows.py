@@ -1,0 +1,140 @@
+"""What every row carries, whichever kind of work made it: the hash of the source it depends on, the time it
+was made, and a status and reason when an exception stopped it; and the typed reply a worker sends back."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import inspect
+import re
+import sys
+from types import ModuleType
+from typing import NamedTuple
+
+import torch
+
+import mixers
+from bench import models
+from bench.measuring.points import Point, TrainingRun
+
+TRAINING_MODULE = "bench.measuring.train"  # the training loop, part of what a quality row depends on
+
+
+class Reply(NamedTuple):
+    """A worker's answer for one item: the row's columns, the order statistics of its timed calls (what rounds
+    are pooled from; empty where nothing was timed), whether this process's CUDA context is poisoned (it must
+    exit), and the pid of the process that made it."""
+
+    row: dict
+    samples: list = []
+    fatal: bool = False
+    pid: int | None = None
+
+
+def now() -> str:
+    """The UTC time, to the second, as every row and env.json write it."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --- source hashes -----------------------------------------------------------------------------------
+
+def _module_source(module: ModuleType) -> str:
+    try:
+        return inspect.getsource(module)
+    except (OSError, TypeError):
+        return module.__name__
+
+
+@functools.lru_cache(maxsize=None)
+def source_hash(cls: type) -> str:
+    """Short hash of the source of a mixer's module and of the private `mixers._*` helpers it uses."""
+    module = sys.modules[cls.__module__]
+    used: dict[str, ModuleType] = {module.__name__: module}
+    for value in vars(module).values():
+        name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+        if isinstance(name, str) and name.startswith("mixers._") and name in sys.modules:
+            used[name] = sys.modules[name]
+    digest = hashlib.sha256()
+    for name in sorted(used):
+        digest.update(_module_source(used[name]).encode())
+    return digest.hexdigest()[:12]
+
+
+@functools.lru_cache(maxsize=None)
+def package_hash(package: str) -> str:
+    """Short hash of every module of an imported package (bench.models, bench.tasks, ...)."""
+    digest = hashlib.sha256()
+    for name in sorted(n for n in sys.modules if n == package or n.startswith(package + ".")):
+        digest.update(_module_source(sys.modules[name]).encode())
+    return digest.hexdigest()[:12]
+
+
+def layout_hash(layout: str, *packages: str) -> str:
+    """The source hash of a layout's mixers, plus the packages that build or feed the model around them."""
+    parts = [source_hash(mixers.get(name)) for name in models.parse_layout(layout).names]
+    parts += [package_hash(package) for package in packages]
+    return parts[0] if len(parts) == 1 else hashlib.sha256("".join(parts).encode()).hexdigest()[:12]
+
+
+def parses(layout: str) -> bool:
+    """True where `layout` names registered mixers (a plugin mixer may be gone since the point was planned)."""
+    try:
+        models.parse_layout(layout)
+        return True
+    except models.LayoutError:
+        return False
+
+
+def point_hash(point: Point) -> str:
+    """What a point's row depends on: its mixers' sources, and the model code above mixer scope ("" for a
+    mixer that is not registered)."""
+    if not parses(point.mixer):
+        return ""
+    return layout_hash(point.mixer, *(() if point.scope == "mixer" else ("bench.models",)))
+
+
+def training_hash(run: TrainingRun) -> str:
+    """What a quality row depends on: the layout's mixers, the model, the task generators and the training loop
+    ("" for a mixer or task that is gone since planning)."""
+    try:
+        return layout_hash(run.layout, "bench.models", "bench.tasks", TRAINING_MODULE)
+    except Exception:  # noqa: BLE001 - a mixer or task that is gone since planning
+        return ""
+
+
+# --- failures ----------------------------------------------------------------------------------------
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+def is_fatal_cuda(exc: BaseException) -> bool:
+    """A CUDA error after which this process's context cannot be trusted (illegal access, assert...)."""
+    return isinstance(exc, RuntimeError) and ("CUDA error" in str(exc) or "CUDA kernel errors" in str(exc))
+
+
+_IDENTIFIER = re.compile(r"(class_name|actor_id|pid|name|namespace|ip):")  # Ray's lines naming its actor
+
+
+def one_line(exc: BaseException, *, named: bool = True, limit: int = 500) -> str:
+    """`exc`'s message in one line: its type name first where `named`, without the lines by which Ray names an
+    actor, its generic "The actor died unexpectedly" opening and its list of common causes."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line for line in lines if not _IDENTIFIER.match(line)]
+    if len(lines) > 1 and lines[0].startswith("The actor died unexpectedly"):
+        lines = lines[1:]  # the generic first line; the cause follows
+    text = " ".join(" ".join(lines).split()).split(" Some common causes")[0]
+    if named:
+        return f"{type(exc).__name__}: {text}"[:limit]
+    return text[:limit] or type(exc).__name__
+
+
+def failure(row: dict, exc: BaseException) -> Reply:
+    """The reply for an exception raised while measuring or training: `row` with its status and reason, fatal
+    where the CUDA context cannot be trusted."""
+    return Reply({**row, "status": "oom" if is_oom(exc) else "error", "error": one_line(exc)},
+                 fatal=is_fatal_cuda(exc))
