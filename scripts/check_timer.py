@@ -2,7 +2,7 @@
 
     python scripts/check_timer.py [--device cpu|cuda] [--mixers fft,attention] [--seq-len 1024] [--dim 128]
 
-Both time the same forward call with the same number of threads (torch.utils.benchmark defaults to one) (built by `bench.measuring.worker.prepare_call`, under inference mode); the
+Both time the same forward call with the same number of threads (torch.utils.benchmark defaults to one) (built by `bench.measuring.timing.prepare_call`, under inference mode); the
 table shows both medians and their ratio. Agreement within the spread of either is the expectation.
 """
 
@@ -13,8 +13,8 @@ import torch.utils.benchmark as tbench
 
 import mixers
 from bench.measuring import measure
-from bench.measuring.plan import mixer_point
-from bench.measuring.worker import prepare_call
+from bench.measuring.points import mixer_point
+from bench.measuring.timing import prepare_call
 
 
 def main() -> None:

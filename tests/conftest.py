@@ -53,10 +53,10 @@ def mixbench():
 def calibrated(run_dir: Path) -> Path:
     """`run_dir`, made, with this CPU's ceilings already in env.json as a resumed sweep finds them, so a sweep into it
     skips the seconds of calibration (a test of calibration itself starts from an empty folder)."""
-    from bench.measuring import env as environment
+    from bench.measuring import fingerprint
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    facts = environment.device_facts("cpu")
+    facts = fingerprint.device_facts("cpu")
     (run_dir / "env.json").write_text(json.dumps({"device_name": facts["device_name"], "peak_bandwidth_gbps": 10.0,
                                                   "peak_tflops": {"float32": 0.05}}))
     return run_dir

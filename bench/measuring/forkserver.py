@@ -1,4 +1,4 @@
-"""The forkserver that CPU workers are forked from (see `runner.start_context`).
+"""The forkserver that CPU workers are forked from (see `workers.start_context`).
 
 Torch-free on purpose: the `mixbench` command starts the server first thing (`start_early`), so that the server's
 import of torch runs beside the command's own instead of after it, when the first worker is asked for.
@@ -15,7 +15,7 @@ import time
 
 # What the server imports once, so that each worker forked from it starts in a fraction of a second instead of
 # paying the seconds of importing torch again.
-PRELOAD = ["torch", "bench.measuring.worker"]
+PRELOAD = ["torch", "bench.measuring.serve"]
 # A training run's first optimizer step imports torch._dynamo (torch.optim's step does, whether or not anything
 # compiles): about 3 s of one core here, in every worker and inside its first run's timeout. The server of a command
 # that trains imports it once instead.

@@ -112,11 +112,20 @@ SWEEP, QUALITY = forkserver.PRELOAD, forkserver.TRAINING_PRELOAD
     (["sweep", "--device", "cpu"], SWEEP), (["quality", "--device=cpu", "--tasks", "mqar"], QUALITY),
     (["sweep", "--device", "cpu", "--backend", "ray"], None), (["sweep", "--backend=ray", "--device=cpu"], None),
     (["quality", "--device", "cpu", "--backend", "ray"], None),
-    (["sweep", "--device", "cuda"], None), (["sweep", "--device=cuda"], None), (["list"], None), ([], None),
+    (["sweep", "--device", "cuda"], None), (["sweep", "--device=cuda"], None), (["list"], None),
     (["report", "results/x"], None), (["sweep", "--backend", "local", "--device", "cpu"], SWEEP),
 ])
-def test_the_command_tells_from_its_words_what_its_cpu_workers_are_forked_with(argv, preload):
-    assert cli._forkserver_preload(argv) == preload
+def test_the_command_tells_from_its_arguments_what_its_cpu_workers_are_forked_with(argv, preload):
+    assert cli._forkserver_preload(cli.build_parser().parse_args(argv)) == preload
+
+
+def test_the_parser_is_built_and_argv_parsed_before_anything_imports_torch():
+    # so the workers' forkserver starts importing torch beside the command, not after it
+    code = ("import sys; from bench import cli; cli.build_parser().parse_args(['sweep', '--device', 'cpu']); "
+            "print(sorted(name for name in sys.modules if name == 'torch' or name.startswith('torch.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=Path(__file__).parents[2])
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
 
 
 # A worker as forked for a sweep (PRELOAD imported), running a training run: what it imports on the way.
@@ -127,8 +136,9 @@ for name in forkserver.PRELOAD:
     importlib.import_module(name)
 from bench.measuring import train
 before = set(sys.modules)
-row = train.train_point(train.TrainPoint("majority", "", "fft", 8, 8, 1, 16, "pre", False, 4, 2, 1e-3, 0, "float32",
-                                         "cpu"), "cpu")
+from bench.measuring.points import TrainingRun
+row = train.train_run(TrainingRun("majority", "", "fft", 8, 8, 1, 16, "pre", False, 4, 2, 1e-3, 0, "float32", "cpu"),
+                      "cpu").row
 print(json.dumps({"status": row["status"], "new": sorted(set(sys.modules) - before)}))
 """
 
@@ -148,7 +158,8 @@ def test_what_a_quality_runs_server_imports_beyond_a_sweeps_is_what_a_first_trai
 def test_a_sweep_on_the_default_device_forks_cpu_workers_only_without_an_nvidia_driver(monkeypatch):
     for driver in (True, False):
         monkeypatch.setattr(cli.os.path, "exists", lambda path, driver=driver: driver)
-        assert (cli._forkserver_preload(["sweep", "--mixers", "fft"]) is None) is driver
+        args = cli.build_parser().parse_args(["sweep", "--mixers", "fft"])
+        assert (cli._forkserver_preload(args) is None) is driver
 
 
 def test_list_names_every_registered_mixer(capsys):

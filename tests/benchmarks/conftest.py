@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.measuring import env
+from bench.measuring import fingerprint
 from bench.measuring.plan import resolve_device
 
 # Options that ask for timings; without one of them the benchmarks run once, untimed.
@@ -39,7 +39,7 @@ def gpu_info() -> dict | str:
     """Name, driver and settings of GPU 0, or "no GPU" where torch sees none."""
     if not torch.cuda.is_available():
         return "no GPU"
-    state, nvml_error = env.gpu_state()
+    state, nvml_error = fingerprint.gpu_state()
     facts = {key: (state or {}).get(key) for key in _STABLE_GPU_FACTS}
     facts["name"] = facts["name"] or torch.cuda.get_device_name(0)
     if nvml_error:
@@ -49,7 +49,7 @@ def gpu_info() -> dict | str:
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     device = resolve_device("auto")  # the device the suite measures
-    facts = env.device_facts(device)
+    facts = fingerprint.device_facts(device)
     machine_info["gpu"] = gpu_info()
     machine_info["torch"] = torch.__version__
     machine_info["cuda"] = torch.version.cuda

@@ -25,8 +25,10 @@ import torch
 import mixers
 from bench.measuring import measure
 from bench.measuring.env import device_facts
-from bench.measuring.plan import DTYPES, MODES, mixer_point, resolve_device
-from bench.measuring.worker import compute_dtype_name, prepare_call, source_hash
+from bench.measuring.plan import resolve_device
+from bench.measuring.points import MODES, mixer_point
+from bench.measuring.rows import source_hash
+from bench.measuring.timing import TORCH_DTYPES, compute_dtype_name, prepare_call
 
 POINTS = {
     "cpu": {"seq_len": 256, "dim": 128, "batch": 1, "dtype": "float32"},
@@ -43,7 +45,7 @@ CASES = [(mixer, mode) for mixer in mixers.available() for mode in MODES]
 def test_mixer(benchmark, mixer, mode):
     point = mixer_point(mixer, POINT["seq_len"], POINT["dim"], POINT["batch"], POINT["dtype"], mode, DEVICE)
     cls = mixers.get(mixer)
-    dtype = DTYPES[point.dtype]
+    dtype = TORCH_DTYPES[point.dtype]
     support = cls.supports(point.seq_len, point.dim, dtype, point.device)
     if not support:
         pytest.skip(f"{mixer} does not run {point.label()} on {DEVICE}: {support.reason}")

@@ -5,26 +5,27 @@ import torch
 
 import mixers
 from bench import api
-from bench.measuring import plan
-from bench.measuring.plan import Axes, PlanError
+from bench.measuring import plan, points
+from bench.measuring.plan import Axes
+from bench.measuring.points import PlanError
 
 
 def test_parse_ints_accepts_k_suffix_and_sorts_unique():
-    assert plan.parse_ints("4k,512, 1K,512", "seq-lens") == (512, 1024, 4096)
-    assert plan.parse_ints([256, "128"], "dims") == (128, 256)
+    assert points.parse_ints("4k,512, 1K,512", "seq-lens") == (512, 1024, 4096)
+    assert points.parse_ints([256, "128"], "dims") == (128, 256)
 
 
 @pytest.mark.parametrize("text", ["", "12,abc", "0", "-5", "1,,2", "3.5", "k"])
 def test_parse_ints_rejects_malformed_or_non_positive(text):
     with pytest.raises(PlanError, match="seq-lens"):
-        plan.parse_ints(text, "seq-lens")
+        points.parse_ints(text, "seq-lens")
 
 
 def test_parse_names_resolves_aliases_and_names_the_allowed_values():
-    assert plan.parse_names("bf16,float32,fp32", "dtypes", list(plan.DTYPES), plan.DTYPE_ALIASES) == (
+    assert points.parse_names("bf16,float32,fp32", "dtypes", points.DTYPE_NAMES, points.DTYPE_ALIASES) == (
         "bfloat16", "float32")
     with pytest.raises(PlanError) as info:
-        plan.parse_names("float8", "dtypes", list(plan.DTYPES), plan.DTYPE_ALIASES)
+        points.parse_names("float8", "dtypes", points.DTYPE_NAMES, points.DTYPE_ALIASES)
     assert "float8" in str(info.value) and "bfloat16" in str(info.value)
 
 

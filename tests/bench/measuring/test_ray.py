@@ -20,10 +20,11 @@ from pathlib import Path
 import pytest
 
 from bench import api
-from bench.measuring import env as environment
-from bench.measuring import measure
-from bench.measuring.plan import PlanError, Point
-from bench.measuring.runner import LOST, Scheduler, Slot, StartError, Unit
+from bench.measuring import fingerprint, measure
+from bench.measuring.points import PlanError, Point
+from bench.measuring.rows import Reply
+from bench.measuring.scheduler import Scheduler, Unit
+from bench.measuring.workers import LOST, Slot, StartError
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 needs_ray = pytest.mark.skipif(not HAVE_RAY, reason="ray is not installed here (make install adds it where it can)")
@@ -94,39 +95,60 @@ def answered(workers, timeout_s):
     return [worker for worker in workers if worker.reply is not None]
 
 
+class Recording:
+    """A job of plain items: each is sent as ("item", item), and each reply's status is appended to `recorded`."""
+
+    def __init__(self, recorded):
+        self.recorded = recorded
+
+    def message(self, item):
+        return ("item", item)
+
+    def failed(self, item, status, reason):
+        return {"status": status, "error": reason}
+
+    def record(self, unit, item, reply, slot):
+        self.recorded.append((item, reply.row["status"], slot.index))
+
+    def skip(self, unit, item):
+        return False
+
+
+OK = Reply({"status": "ok"})
+
+
 def scheduler(slots, behaviour, recorded, *, worker=FakeWorker, timeout_s=10.0, wait=answered):
-    return Scheduler(slots, lambda slot, round_: worker(slot, round_, behaviour), timeout_s,
-                     lambda item: ("item", item), lambda item, status, reason: {"status": status, "error": reason},
-                     lambda unit, item, row, slot: recorded.append((item, row["status"], slot.index)), wait=wait)
+    return Scheduler(slots, lambda slot, round_: worker(slot, round_, behaviour), Recording(recorded), timeout_s,
+                     wait=wait)
 
 
 def test_an_item_whose_worker_lost_its_machine_runs_again_on_another_and_the_slot_is_retired():
     recorded = []
-    lose_on_slot_0 = lambda slot, message: LOST if slot.index == 0 else ("row", {"status": "ok"}, False)  # noqa: E731
-    pool = scheduler([Slot(0), Slot(1)], lose_on_slot_0, recorded)
-    pool.run([Unit(1, ["a", "b"]), Unit(1, ["c"])])
+    lose_on_slot_0 = lambda slot, message: LOST if slot.index == 0 else OK  # noqa: E731
+    scheduled = scheduler([Slot(0), Slot(1)], lose_on_slot_0, recorded)
+    scheduled.run([Unit(1, ["a", "b"]), Unit(1, ["c"])])
     assert sorted(recorded) == [("a", "ok", 1), ("b", "ok", 1), ("c", "ok", 1)]  # each item once, none lost
-    assert pool.retired == {0}
-    assert [(lost["worker"], lost["item"]) for lost in pool.lost] == [(0, "a")]
-    assert "10.0.0.7 was lost" in pool.lost[0]["reason"]
+    assert scheduled.retired == {0}
+    assert [(lost["worker"], lost["item"]) for lost in scheduled.lost] == [(0, "a")]
+    assert "10.0.0.7 was lost" in scheduled.lost[0]["reason"]
 
 
 def test_a_sweep_whose_every_worker_is_lost_stops_with_the_reason():
     recorded = []
-    pool = scheduler([Slot(0)], lambda slot, message: LOST, recorded)
+    scheduled = scheduler([Slot(0)], lambda slot, message: LOST, recorded)
     with pytest.raises(StartError, match="every worker was lost.*10.0.0.7.*2 item"):
-        pool.run([Unit(1, ["a", "b"])])
+        scheduled.run([Unit(1, ["a", "b"])])
     assert recorded == []
 
 
 def test_the_count_of_items_not_run_leaves_out_those_done_and_a_loss_is_dated():
     recorded = []
-    lose_c = lambda slot, message: LOST if message == ("item", "c") else ("row", {"status": "ok"}, False)  # noqa: E731
-    pool = scheduler([Slot(0)], lose_c, recorded)
+    lose_c = lambda slot, message: LOST if message == ("item", "c") else OK  # noqa: E731
+    scheduled = scheduler([Slot(0)], lose_c, recorded)
     with pytest.raises(StartError, match=r"; 3 item\(s\) not run"):  # c (handed back), d, e; not a or b
-        pool.run([Unit(1, ["a", "b", "c", "d", "e"])])
+        scheduled.run([Unit(1, ["a", "b", "c", "d", "e"])])
     assert [item for item, _, _ in recorded] == ["a", "b"]
-    assert [lost["item"] for lost in pool.lost] == ["c"] and pool.lost[0]["at"].startswith("20")
+    assert [lost["item"] for lost in scheduled.lost] == ["c"] and scheduled.lost[0]["at"].startswith("20")
 
 
 def test_a_loss_without_a_reason_from_the_worker_says_the_machine_went_away():
@@ -135,10 +157,10 @@ def test_a_loss_without_a_reason_from_the_worker_says_the_machine_went_away():
             return None
 
     recorded = []
-    lose_on_slot_0 = lambda slot, message: LOST if slot.index == 0 else ("row", {"status": "ok"}, False)  # noqa: E731
-    pool = scheduler([Slot(0), Slot(1)], lose_on_slot_0, recorded, worker=Silent)
-    pool.run([Unit(1, ["a"])])
-    assert recorded == [("a", "ok", 1)] and pool.lost[0]["reason"] == "its machine went away"
+    lose_on_slot_0 = lambda slot, message: LOST if slot.index == 0 else OK  # noqa: E731
+    scheduled = scheduler([Slot(0), Slot(1)], lose_on_slot_0, recorded, worker=Silent)
+    scheduled.run([Unit(1, ["a"])])
+    assert recorded == [("a", "ok", 1)] and scheduled.lost[0]["reason"] == "its machine went away"
 
 
 def test_an_answer_that_came_while_the_scheduler_was_busy_is_taken_at_the_deadline_not_timed_out():
@@ -152,17 +174,17 @@ def test_an_answer_that_came_while_the_scheduler_was_busy_is_taken_at_the_deadli
             return []
         return answered(workers, timeout_s)
 
-    pool = scheduler([Slot(0)], lambda slot, message: ("row", {"status": "ok"}, False), recorded, timeout_s=0.2,
+    scheduled = scheduler([Slot(0)], lambda slot, message: OK, recorded, timeout_s=0.2,
                      wait=late_wait)
-    pool.run([Unit(1, ["a", "b"])])
+    scheduled.run([Unit(1, ["a", "b"])])
     assert recorded == [("a", "ok", 0), ("b", "ok", 0)] and 0 in waits and max(waits) > 0
 
 
 def test_a_run_that_lost_nothing_has_an_empty_list_of_losses():
     recorded = []
-    pool = scheduler([Slot(0)], lambda slot, message: ("row", {"status": "ok"}, False), recorded)
-    pool.run([Unit(1, ["a"])])
-    assert pool.lost == [] and recorded == [("a", "ok", 0)]
+    scheduled = scheduler([Slot(0)], lambda slot, message: OK, recorded)
+    scheduled.run([Unit(1, ["a"])])
+    assert scheduled.lost == [] and recorded == [("a", "ok", 0)]
 
 
 # --- choosing GPUs ------------------------------------------------------------------------------------
@@ -240,14 +262,14 @@ def test_one_worker_two_workers_and_ray_measure_the_same_rows_and_each_worker_se
     assert {row["device_index"] for row in read_rows(tmp_path / "ray")} == {"0", "1"}
 
     env = json.loads((tmp_path / "ray" / "env.json").read_text())
-    assert env["pool"]["backend"] == "ray" and env["pool"]["workers"] == 2
-    assert env["pool"]["worker_resources"] == {"num_gpus": 1, "num_cpus": 1} and env["pool"]["gpus"] == {"": 2}
+    assert env["scheduled"]["backend"] == "ray" and env["scheduled"]["workers"] == 2
+    assert env["scheduled"]["worker_resources"] == {"num_gpus": 1, "num_cpus": 1} and env["scheduled"]["gpus"] == {"": 2}
     workers = env["workers"]
     assert sorted(workers) == ["0", "1"] and all(worker["threads"] == 1 for worker in workers.values())
     assert sorted(worker["cuda_visible_devices"] for worker in workers.values()) == ["0", "1"]
-    assert env["device_name"] == environment.device_facts("cpu")["device_name"]
+    assert env["device_name"] == fingerprint.device_facts("cpu")["device_name"]
     local = json.loads((tmp_path / "two" / "env.json").read_text())
-    assert local["pool"] == {"backend": "local", "workers": 2, "threads_per_worker": 1}
+    assert local["scheduled"] == {"backend": "local", "workers": 2, "threads_per_worker": 1}
     assert all(worker["threads"] == 1 for worker in local["workers"].values())
 
 
@@ -347,14 +369,14 @@ def test_a_point_in_flight_on_a_node_that_goes_away_is_handed_back(cluster):
     doomed = cluster.add_node(num_cpus=1, resources={"doomed": 1})
     cluster.wait_for_nodes()
     options = {"num_cpus": 1, "resources": {"doomed": 1}, "runtime_env": {"env_vars": {"PYTHONPATH": code_path()}}}
-    name = environment.device_facts("cpu")["device_name"]
+    name = fingerprint.device_facts("cpu")["device_name"]
     # a point that measures for a minute: no spread stops it early, and no repetition count does
     policy = measure.TimingPolicy(budget_s=60.0, target_spread=-1.0, max_reps=10**9)
     worker = RayWorker(Slot(0), options, "cpu", name, policy, 1)
     try:
         assert worker.settings["node_id"] != cluster.head_node.node_id
         point = Point("fft", "mixer", 64, 8, None, None, None, None, 1, "batch=1", "float32", "forward", "cpu")
-        assert worker.send(("point", point.as_dict(), {}))
+        assert worker.send(("point", point.as_dict()))
         time.sleep(1.0)  # measuring
         cluster.remove_node(doomed)  # as a node drained or preempted: its raylet is told to stop
         deadline = time.monotonic() + 60
@@ -377,5 +399,5 @@ def test_a_worker_of_the_run_reports_the_machine_it_measures_on(cluster):
     assert backend.here and backend.machine("cpu") is None  # a cluster of this machine alone: asked here
     backend.slots(None, 1)
     facts = backend.probe("cpu")  # what a cluster of other machines is asked, by a task with a worker's resources
-    assert facts["device_name"] == environment.device_facts("cpu")["device_name"]
+    assert facts["device_name"] == fingerprint.device_facts("cpu")["device_name"]
     assert facts["device"] == "cpu" and facts["torch"] and "git_commit" not in facts

@@ -2,8 +2,9 @@
 
 import pytest
 
-from bench.measuring import runner
-from bench.measuring.plan import mixer_point
+from bench.measuring import scheduler as scheduling
+from bench.measuring.rounds import combine_rounds, weighted_quantile
+from bench.measuring.points import mixer_point
 
 POINT = mixer_point("fft", 64, 32, 1, "float32", "forward", "cpu")
 PEAKS = {"peak_bandwidth_gbps": 10.0, "peak_tflops": {"float32": 0.1}}
@@ -20,15 +21,15 @@ def record(round_, samples, status="ok", error="", reps=None, **row):
 
 def test_weighted_quantile_is_the_first_value_reaching_the_share():
     values = [(3.0, 1.0), (1.0, 1.0), (2.0, 2.0)]
-    assert runner.weighted_quantile(values, 0.5) == 2.0  # weights 1 (1.0), 2 (2.0), 1 (3.0): half reached at 2.0
-    assert runner.weighted_quantile(values, 0.2) == 1.0
-    assert runner.weighted_quantile(values, 1.0) == 3.0
+    assert weighted_quantile(values, 0.5) == 2.0  # weights 1 (1.0), 2 (2.0), 1 (3.0): half reached at 2.0
+    assert weighted_quantile(values, 0.2) == 1.0
+    assert weighted_quantile(values, 1.0) == 3.0
 
 
 def test_two_rounds_pool_their_samples_and_keep_the_round_medians_as_the_spread():
     fast = record(1, [1.0, 1.0, 1.1, 1.2, 1.0])
     slow = record(2, [2.0, 2.1, 2.0, 2.2, 2.0, 2.1, 2.0])
-    row = runner.combine_rounds(POINT, [slow, fast], 2, PEAKS)
+    row = combine_rounds(POINT, [slow, fast], 2, PEAKS)
     assert row["status"] == "ok" and row["rounds"] == 2 and row["reps"] == 12
     assert row["time_ms_lo"] == fast["row"]["time_ms"] and row["time_ms_hi"] == slow["row"]["time_ms"]
     assert row["time_ms"] == 2.0  # 12 calls, 5 near 1 ms and 7 near 2 ms: the median call took 2 ms
@@ -39,23 +40,23 @@ def test_two_rounds_pool_their_samples_and_keep_the_round_medians_as_the_spread(
 def test_a_round_summarised_by_its_order_statistics_weighs_as_many_calls_as_it_timed():
     few = record(1, [1.0, 1.0, 1.0])  # 3 calls
     many = record(2, [5.0, 5.0, 5.0], reps=300)  # 300 calls, summarised by 3 order statistics
-    assert runner.combine_rounds(POINT, [few, many], 2, PEAKS)["time_ms"] == 5.0
+    assert combine_rounds(POINT, [few, many], 2, PEAKS)["time_ms"] == 5.0
 
 
 def test_a_failed_round_fails_the_point_and_names_the_round():
-    row = runner.combine_rounds(POINT, [record(1, [1.0, 1.1]), record(2, [], status="timeout", error="no result")],
+    row = combine_rounds(POINT, [record(1, [1.0, 1.1]), record(2, [], status="timeout", error="no result")],
                                 2, PEAKS)
     assert row["status"] == "timeout" and row["error"] == "round 2 of 2: no result"
     assert row["rounds"] == 2 and row["time_ms"] == record(1, [1.0, 1.1])["row"]["time_ms"]
 
 
 def test_a_point_refused_in_its_first_round_says_so_without_a_round_number():
-    row = runner.combine_rounds(POINT, [record(1, [], status="unsupported", error="needs powers of two")], 2, PEAKS)
+    row = combine_rounds(POINT, [record(1, [], status="unsupported", error="needs powers of two")], 2, PEAKS)
     assert row["status"] == "unsupported" and row["error"] == "needs powers of two" and row["rounds"] == 1
 
 
 def test_memory_and_load_take_the_worst_round():
-    row = runner.combine_rounds(POINT, [record(1, [1.0], peak_mem_mb=3.0, load_avg=0.1),
+    row = combine_rounds(POINT, [record(1, [1.0], peak_mem_mb=3.0, load_avg=0.1),
                                         record(2, [1.0], peak_mem_mb=2.0, load_avg=4.0)], 2, PEAKS)
     assert row["peak_mem_mb"] == 3.0 and row["load_avg"] == 4.0
 
@@ -63,12 +64,12 @@ def test_memory_and_load_take_the_worst_round():
 def test_the_row_is_the_last_ok_rounds_with_the_rounds_pooled_over_it():
     first = record(1, [1.0, 1.0, 1.0], measured_at="first", compute_dtype="float32")
     second = record(2, [2.0, 2.0, 2.0], measured_at="second", compute_dtype="float32")
-    row = runner.combine_rounds(POINT, [second, first], 2, PEAKS)
+    row = combine_rounds(POINT, [second, first], 2, PEAKS)
     assert row["measured_at"] == "second" and row["rounds"] == 2
     failed = record(3, [], status="error", error="boom", measured_at="third")
-    row = runner.combine_rounds(POINT, [first, failed], 3, PEAKS)
+    row = combine_rounds(POINT, [first, failed], 3, PEAKS)
     assert row["measured_at"] == "first" and row["status"] == "error"  # the ok round's numbers, the failure's status
-    only_failed = runner.combine_rounds(POINT, [failed], 3, PEAKS)
+    only_failed = combine_rounds(POINT, [failed], 3, PEAKS)
     assert only_failed["measured_at"] == "third" and "time_ms_lo" not in only_failed
 
 
@@ -76,38 +77,38 @@ def test_energy_is_the_mean_of_the_rounds_that_measured_it_and_memory_the_larges
     rounds = [record(1, [1.0], energy_mj=2.0, reserved_mem_mb=5.0, resident_mem_mb=1.0),
               record(2, [1.0], energy_mj=4.0, reserved_mem_mb=3.0, resident_mem_mb=7.0),
               record(3, [1.0], energy_mj=None)]
-    row = runner.combine_rounds(POINT, rounds, 3, PEAKS)
+    row = combine_rounds(POINT, rounds, 3, PEAKS)
     assert row["energy_mj"] == 3.0 and row["reserved_mem_mb"] == 5.0 and row["resident_mem_mb"] == 7.0
-    assert runner.combine_rounds(POINT, [record(1, [1.0]), record(2, [1.0])], 2, PEAKS)["energy_mj"] is None
+    assert combine_rounds(POINT, [record(1, [1.0]), record(2, [1.0])], 2, PEAKS)["energy_mj"] is None
 
 
 def test_the_row_names_the_devices_its_rounds_ran_on():
     a, b = record(1, [1.0]), record(2, [1.0])
     b["device_index"] = 1
-    assert runner.combine_rounds(POINT, [a, b], 2, PEAKS)["device_index"] == "0+1"
+    assert combine_rounds(POINT, [a, b], 2, PEAKS)["device_index"] == "0+1"
     b["device_index"] = 0
-    assert runner.combine_rounds(POINT, [a, b], 2, PEAKS)["device_index"] == "0"
+    assert combine_rounds(POINT, [a, b], 2, PEAKS)["device_index"] == "0"
     a["device_index"] = b["device_index"] = None
-    assert runner.combine_rounds(POINT, [a, b], 2, PEAKS)["device_index"] == ""
+    assert combine_rounds(POINT, [a, b], 2, PEAKS)["device_index"] == ""
 
 
 def test_a_quantile_past_the_whole_weight_is_the_largest_value():
-    assert runner.weighted_quantile([(2.0, 1.0), (1.0, 1.0)], 1.5) == 2.0
-    assert runner.weighted_quantile([(2.0, 1.0), (1.0, 3.0)], 0.75) == 1.0  # reached exactly at 1.0
+    assert weighted_quantile([(2.0, 1.0), (1.0, 1.0)], 1.5) == 2.0
+    assert weighted_quantile([(2.0, 1.0), (1.0, 3.0)], 0.75) == 1.0  # reached exactly at 1.0
 
 
 def test_the_time_left_is_the_mean_time_per_item_times_the_items_left(monkeypatch):
-    scheduler = runner.Scheduler([], None, 1.0, None, None, None, total=10, done=4)
+    scheduler = scheduling.Scheduler([], None, None, 1.0, total=10, done=4)
     assert scheduler._eta() is None  # nothing finished yet: no estimate
     scheduler.started, scheduler.counted = 100.0, 2
-    monkeypatch.setattr(runner.time, "monotonic", lambda: 110.0)
+    monkeypatch.setattr(scheduling.time, "monotonic", lambda: 110.0)
     assert scheduler._eta() == 30.0  # 5 s an item, 6 items left
     scheduler.done = 12
     assert scheduler._eta() == 0.0
 
 
 def test_the_worst_load_is_kept_even_from_an_earlier_round_and_missing_readings_count_as_zero():
-    row = runner.combine_rounds(POINT, [record(1, [1.0], load_avg=4.0), record(2, [1.0], load_avg=0.1)], 2, PEAKS)
+    row = combine_rounds(POINT, [record(1, [1.0], load_avg=4.0), record(2, [1.0], load_avg=0.1)], 2, PEAKS)
     assert row["load_avg"] == 4.0
     assert row["reserved_mem_mb"] == 0.0 and row["resident_mem_mb"] == 0.0  # no round measured them (a CPU)
 
@@ -115,11 +116,11 @@ def test_the_worst_load_is_kept_even_from_an_earlier_round_and_missing_readings_
 def test_a_failure_without_a_reason_keeps_an_empty_one():
     first = record(1, [], status="error")
     del first["row"]["error"]
-    assert runner.combine_rounds(POINT, [first], 2, PEAKS)["error"] == ""
+    assert combine_rounds(POINT, [first], 2, PEAKS)["error"] == ""
     second = record(2, [], status="oom")
     del second["row"]["error"]
-    assert runner.combine_rounds(POINT, [record(1, [1.0]), second], 2, PEAKS)["error"] == "round 2 of 2: "
+    assert combine_rounds(POINT, [record(1, [1.0]), second], 2, PEAKS)["error"] == "round 2 of 2: "
 
 
 def test_a_quantile_past_the_whole_weight_of_three_values_is_the_largest():
-    assert runner.weighted_quantile([(3.0, 1.0), (1.0, 1.0), (2.0, 1.0)], 1.5) == 3.0
+    assert weighted_quantile([(3.0, 1.0), (1.0, 1.0), (2.0, 1.0)], 1.5) == 3.0

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.measuring import measure, runner
+from bench.measuring import measure
+from bench.measuring.workers import Slot, Worker
 from bench.measuring.store import RunFolder
 
 pytestmark = pytest.mark.slow
@@ -29,7 +30,7 @@ def read_rows(run_dir):
 
 def test_planted_faults_become_rows_and_every_other_point_is_measured(tmp_path, planted_path, mixbench, calibrated):
     run_dir = calibrated(tmp_path / "run")
-    done = mixbench("sweep", "--mixers", FAULTS, "--seq-lens", "16,64,128", "--dims", "8", "--modes", "forward",
+    done = mixbench("sweep", "--device", "cpu", "--mixers", FAULTS, "--seq-lens", "16,64,128", "--dims", "8", "--modes", "forward",
                     "--out", str(run_dir), "--timeout", "8", "--budget", "0.02", "--no-report", "--rounds", "1",
                     extra_path=planted_path)
     assert done.returncode == 0, done.stderr
@@ -53,7 +54,7 @@ def test_planted_faults_become_rows_and_every_other_point_is_measured(tmp_path, 
 
 def test_a_sigkilled_sweep_resumes_to_exactly_one_row_per_point(tmp_path, planted_path, calibrated):
     run_dir = calibrated(tmp_path / "run")
-    args = [sys.executable, "-m", "bench", "sweep", "--mixers", "planted-identity", "--seq-lens",
+    args = [sys.executable, "-m", "bench", "sweep", "--device", "cpu", "--mixers", "planted-identity", "--seq-lens",
             "8,16,32,64,128,256", "--dims", "4", "--modes", "forward,train", "--budget", "0.3", "--min-reps", "3",
             "--out", str(run_dir), "--no-report", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(planted_path)}
@@ -82,7 +83,7 @@ def test_a_second_sweep_into_a_folder_being_written_is_refused(tmp_path, planted
     run_dir = tmp_path / "run"
     holder = RunFolder(run_dir).open()  # stands in for a sweep that is writing there
     try:
-        refused = mixbench("sweep", "--mixers", "planted-identity", "--seq-lens", "8", "--dims", "4",
+        refused = mixbench("sweep", "--device", "cpu", "--mixers", "planted-identity", "--seq-lens", "8", "--dims", "4",
                            "--out", str(run_dir), "--no-report", extra_path=planted_path)
     finally:
         holder.close()
@@ -121,7 +122,7 @@ def test_the_same_sweep_again_measures_nothing_and_a_mixer_edited_since_is_measu
     source = (Path(__file__).parents[2] / "plugins" / "planted_mixers.py").read_text()
     (plugin / "planted_mixers.py").write_text(source)
     run_dir = calibrated(tmp_path / "run")
-    args = ("sweep", "--mixers", "planted-identity", "--seq-lens", "8", "--dims", "4", "--modes", "forward",
+    args = ("sweep", "--device", "cpu", "--mixers", "planted-identity", "--seq-lens", "8", "--dims", "4", "--modes", "forward",
             "--budget", "0.01", "--min-reps", "3", "--rounds", "1", "--out", str(run_dir), "--no-report")
     first = mixbench(*args, extra_path=plugin)
     assert first.returncode == 0, first.stderr
@@ -140,7 +141,7 @@ def test_the_same_sweep_again_measures_nothing_and_a_mixer_edited_since_is_measu
 @pytest.mark.skipif(not os.path.exists("/proc/self/stat"), reason="reads a process's parent from /proc")
 def test_each_cpu_worker_is_a_process_of_its_own_forked_by_the_server_with_its_own_settings():
     policy = measure.TimingPolicy(budget_s=0.01, min_reps=1)
-    workers = [runner.Worker(runner.Slot(0, {}, threads), "cpu", "this cpu", policy) for threads in (1, 2)]
+    workers = [Worker(Slot(0, {}, threads), "cpu", "this cpu", policy) for threads in (1, 2)]
     try:
         pids = [worker.process.pid for worker in workers]
         parents = {int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[1]) for pid in pids}

@@ -1,7 +1,8 @@
-"""The runner's bookkeeping in process, with fake workers: which points run, which are cut off, which resume.
+"""The scheduler, the round log and a sweep's bookkeeping in process, with fake workers: which points run, which
+are cut off, which resume.
 
-`FakeWorker` stands in for `runner.Worker` (a process of its own): it answers a point at once with a row from
-`behaviour`, so a whole `runner.run` — units, the scheduler, rounds, resume — runs in milliseconds and
+`FakeWorker` stands in for `workers.Worker` (a process of its own): it answers a point at once with a reply made
+from `behaviour`, so a whole `runner.run` — units, the scheduler, rounds, resume — runs in milliseconds and
 without torch doing any work. The real processes are exercised by test_runner.py and test_faults.py.
 """
 
@@ -9,10 +10,14 @@ from collections import deque
 
 import pytest
 
-from bench.measuring import forkserver, runner
-from bench.measuring import worker
-from bench.measuring.plan import Axes, Point, expand, mixer_point
+from bench.measuring import forkserver, rows, runner, timing, workers
+from bench.measuring.plan import Axes, expand
+from bench.measuring.points import Point, mixer_point
+from bench.measuring.rounds import RoundLog
+from bench.measuring.rows import Reply
+from bench.measuring.scheduler import Scheduler, Unit
 from bench.measuring.store import RunFolder
+from bench.measuring.workers import DIED, Slot, local_slots, start_context
 from bench.reporting import analysis
 
 PEAKS = {"peak_bandwidth_gbps": 10.0, "peak_tflops": {"float32": 0.1, "float64": 0.05}}
@@ -38,7 +43,7 @@ class FakeWorker:
         elif message[0] == "point":
             point = Point(**message[1])
             FakeWorker.sent.append((point, self.round))
-            self.inbox.append(("row", fake_row(point, self.device_name, FakeWorker.behaviour(point)), False))
+            self.inbox.append(fake_reply(point, self.device_name, FakeWorker.behaviour(point)))
         return True
 
     def receive(self, timeout_s):
@@ -56,22 +61,46 @@ class FakeWorker:
         return None
 
 
-def fake_row(point: Point, device_name: str, status: str) -> dict:
-    row = worker.base_row(point, device_name)
+def fake_reply(point: Point, device_name: str, status: str, fatal: bool = False) -> Reply:
+    row = timing.base_row(point, device_name)
     if status != "ok":
-        return {**row, "status": status, "error": f"planted {status}", "_pid": 1}
+        return Reply({**row, "status": status, "error": f"planted {status}"}, fatal=fatal, pid=1)
     time_ms = 1.0 + point.seq_len / 1000
-    return {**row, "status": "ok", "time_ms": time_ms, "time_ms_p20": time_ms, "time_ms_p80": time_ms, "reps": 3,
-            "peak_mem_mb": 1.0, **worker.metrics(point, time_ms, PEAKS), "error": "", "_samples": [time_ms] * 3,
-            "_pid": 1}
+    return Reply({**row, "status": "ok", "time_ms": time_ms, "time_ms_p20": time_ms, "time_ms_p80": time_ms, "reps": 3,
+                  "peak_mem_mb": 1.0, "error": ""}, [time_ms] * 3, pid=1)
+
+
+class RowJob:
+    """A job of planted functions, as the tests need them: `record(unit, item, row, slot)` gets the reply's row."""
+
+    def __init__(self, failed=None, record=None, skip=None):
+        self._failed = failed or (lambda item, status, reason: {"status": status, "error": reason})
+        self._record = record or (lambda unit, item, row, slot: None)
+        self._skip = skip or (lambda unit, item: False)
+
+    def message(self, item):
+        return ("point", item.as_dict())
+
+    def failed(self, item, status, reason):
+        return self._failed(item, status, reason)
+
+    def record(self, unit, item, reply, slot):
+        self._record(unit, item, reply.row, slot)
+
+    def skip(self, unit, item):
+        return self._skip(unit, item)
+
+
+def fake_waiting(ready, timeout_s):
+    return [w for w in ready if w.inbox]
 
 
 @pytest.fixture
 def fake_workers(monkeypatch):
     """runner.run with FakeWorker processes; returns the class, whose `behaviour` a test may set."""
-    monkeypatch.setattr(runner, "Worker", FakeWorker)
-    monkeypatch.setattr(runner, "wait_local", lambda workers, timeout_s: [w for w in workers if w.inbox])
-    monkeypatch.setattr(runner.environment, "fingerprint",
+    monkeypatch.setattr(workers, "Worker", FakeWorker)
+    monkeypatch.setattr(workers, "wait_local", fake_waiting)
+    monkeypatch.setattr(runner.fingerprint, "collect",
                         lambda device, measured_on=None: {"device": device, "device_name": "fake cpu",
                                                           "cpu_count": 2})
     monkeypatch.setattr(FakeWorker, "behaviour", staticmethod(lambda point: "ok"))
@@ -136,13 +165,11 @@ def test_training_units_are_never_cut_off(fake_workers):
     def record(unit, item, row, slot):
         calls.append((item, row["status"]))
 
-    scheduler = runner.Scheduler([runner.Slot(0)], lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_), 1.0,
-                                 lambda item: ("point", item.as_dict(), PEAKS),
-                                 lambda item, status, reason: {"status": status, "error": reason}, record,
-                                 wait=lambda workers, timeout_s: [w for w in workers if w.inbox])
+    scheduler = Scheduler([Slot(0)], lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_),
+                          RowJob(record=record), 1.0, wait=fake_waiting)
     points = [mixer_point("fft", n, 16, 1, "float32", "forward", "cpu") for n in (32, 64)]
     fake_workers.behaviour = staticmethod(lambda p: "oom" if p.seq_len == 32 else "ok")
-    scheduler.run([runner.Unit(1, points, cut=False)])
+    scheduler.run([Unit(1, points, cut=False)])
     assert [(item.seq_len, status) for item, status in calls] == [(32, "oom"), (64, "ok")]
     assert scheduler.done == 2
 
@@ -193,13 +220,13 @@ def test_a_mixer_whose_source_changed_is_measured_again_and_the_others_are_not(t
     sweep(tmp_path)
     old_hash = analysis.load_results(tmp_path).set_index("mixer")["source_hash"]["fft"].iloc[0]
     fake_workers.sent.clear()
-    real = worker.source_hash
-    monkeypatch.setattr(worker, "source_hash", lambda cls: "edited000000" if cls.name == "fft" else real(cls))
+    real = rows.source_hash
+    monkeypatch.setattr(rows, "source_hash", lambda cls: "edited000000" if cls.name == "fft" else real(cls))
     again = sweep(tmp_path)
     assert again.skipped == 12 and len(again.written) == 12
     assert {p.mixer for p, _ in fake_workers.sent} == {"fft"} and len(fake_workers.sent) == 12
-    rows = RunFolder(tmp_path).rows()
-    assert len(rows) == 36  # the old rows stay in the file; the newer row of a point is the one read
+    lines = RunFolder(tmp_path).rows()
+    assert len(lines) == 36  # the old rows stay in the file; the newer row of a point is the one read
     table = analysis.load_results(tmp_path)
     assert len(table) == 24
     assert set(table.loc[table["mixer"] == "fft", "source_hash"]) == {"edited000000"} != {old_hash}
@@ -208,27 +235,27 @@ def test_a_mixer_whose_source_changed_is_measured_again_and_the_others_are_not(t
 def test_rounds_logged_with_another_source_are_not_pooled(tmp_path, fake_workers, monkeypatch):
     point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
     with RunFolder(tmp_path) as folder:
-        current = worker.base_row(point, "")["source_hash"]
+        current = timing.base_row(point, "")["source_hash"]
         stale = {"key": list(point.key), "round": 1, "row": {"status": "ok", "time_ms": 99.0, "source_hash": "old"},
                  "samples": [99.0]}
         fresh = {"key": list(point.key), "round": 2, "row": {"status": "ok", "time_ms": 1.0, "reps": 1,
                                                               "source_hash": current}, "samples": [1.0]}
         folder.append_round(stale)
         folder.append_round(fresh)
-        book = runner._Rounds(folder, [point], 2, PEAKS)
+        book = RoundLog(folder, [point], 2, PEAKS)
         assert book.missing(point) == [1]  # round 1 ran on other code; round 2 on this code stands
-        folder.append({**worker.base_row(point, ""), "status": "ok", "rounds": 2, "source_hash": "old"})
-        assert runner._Rounds(folder, [point], 2, PEAKS).missing(point) == [1]  # a stale row is no result
-        folder.append({**worker.base_row(point, ""), "status": "ok", "rounds": 2})
-        assert runner._Rounds(folder, [point], 2, PEAKS).missing(point) == []
-        assert runner._Rounds(folder, [point], 3, PEAKS).missing(point) == [1, 3]  # more rounds asked: not final
+        folder.append({**timing.base_row(point, ""), "status": "ok", "rounds": 2, "source_hash": "old"})
+        assert RoundLog(folder, [point], 2, PEAKS).missing(point) == [1]  # a stale row is no result
+        folder.append({**timing.base_row(point, ""), "status": "ok", "rounds": 2})
+        assert RoundLog(folder, [point], 2, PEAKS).missing(point) == []
+        assert RoundLog(folder, [point], 3, PEAKS).missing(point) == [1, 3]  # more rounds asked: not final
 
 
 def test_a_failed_row_is_final_whatever_the_rounds(tmp_path):
     point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
     with RunFolder(tmp_path) as folder:
-        folder.append({**worker.base_row(point, ""), "status": "oom", "rounds": 1})
-        assert runner._Rounds(folder, [point], 3, PEAKS).missing(point) == []
+        folder.append({**timing.base_row(point, ""), "status": "oom", "rounds": 1})
+        assert RoundLog(folder, [point], 3, PEAKS).missing(point) == []
 
 
 # --- the scheduler alone: workers that die, hang, refuse a message, or poison their context ------------------
@@ -253,7 +280,7 @@ class Moody(FakeWorker):
             mood = Moody.mood.get(seq_len)
             if mood == "die":
                 FakeWorker.sent.append((Point(**message[1]), self.round))
-                self.inbox.append(runner.DIED)
+                self.inbox.append(DIED)
                 self.dead = True
                 return True
             if mood == "hang":
@@ -262,7 +289,8 @@ class Moody(FakeWorker):
             if mood == "fatal":
                 point = Point(**message[1])
                 FakeWorker.sent.append((point, self.round))
-                self.inbox.append(("row", {**fake_row(point, "", "error"), "error": "CUDA error: illegal"}, True))
+                reply = fake_reply(point, "", "error", fatal=True)
+                self.inbox.append(reply._replace(row={**reply.row, "error": "CUDA error: illegal"}))
                 return True
         return super().send(message)
 
@@ -278,12 +306,10 @@ def scheduled(points, timeout_s=5.0, cut=True, progress=None):
     def record(unit, item, row, slot):
         rows[item.seq_len] = {**row, "slot": slot}
 
-    scheduler = runner.Scheduler([runner.Slot(0)], start, timeout_s, lambda item: ("point", item.as_dict(), PEAKS),
-                                 lambda item, status, reason: {"status": status, "error": reason,
-                                                               "item": item.seq_len}, record,
-                                 progress=progress, total=len(points),
-                                 wait=lambda ready, timeout_s: [w for w in ready if w.inbox])
-    scheduler.run([runner.Unit(1, list(points), cut=cut)])
+    job = RowJob(failed=lambda item, status, reason: {"status": status, "error": reason, "item": item.seq_len},
+                 record=record)
+    scheduler = Scheduler([Slot(0)], start, job, timeout_s, progress=progress, total=len(points), wait=fake_waiting)
+    scheduler.run([Unit(1, list(points), cut=cut)])
     return rows, scheduler, workers
 
 
@@ -302,7 +328,7 @@ def test_a_worker_that_dies_costs_its_point_an_error_and_a_fresh_worker_goes_on(
     moody.mood = {64: "die"}
     rows, scheduler, workers = scheduled(lengths(32, 64, 128))
     assert [rows[n]["status"] for n in (32, 64, 128)] == ["ok", "error", "ok"]
-    assert rows[64]["item"] == 64 and rows[64]["slot"] == runner.Slot(0)  # failed() and record() got the point
+    assert rows[64]["item"] == 64 and rows[64]["slot"] == Slot(0)  # failed() and record() got the point
     assert all(timeout_s == 0 for worker in workers for timeout_s in worker.receive_timeouts)  # never blocks
     assert rows[64]["error"] == "worker process closed its pipe while measuring this point"
     assert len(workers) == 2 and workers[0].dead
@@ -349,31 +375,28 @@ def test_progress_counts_items_and_estimates_the_time_left(moody):
 
 
 def test_workers_are_started_per_slot_and_round_and_a_slot_keeps_its_worker_within_a_round(fake_workers):
-    scheduler = runner.Scheduler([runner.Slot(0), runner.Slot(1)],
-                                 lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_), 1.0,
-                                 lambda item: ("point", item.as_dict(), PEAKS),
-                                 lambda item, status, reason: {"status": status}, lambda *args: None,
-                                 wait=lambda ready, timeout_s: [w for w in ready if w.inbox])
-    units = [runner.Unit(1, lengths(32, 64)), runner.Unit(1, lengths(128)), runner.Unit(2, lengths(256))]
+    scheduler = Scheduler([Slot(0), Slot(1)], lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_),
+                          RowJob(), 1.0, wait=fake_waiting)
+    units = [Unit(1, lengths(32, 64)), Unit(1, lengths(128)), Unit(2, lengths(256))]
     scheduler.run(units)
     assert fake_workers.started == [(0, 1), (1, 1), (1, 2)]  # slot 1 is free first; round 2 needs a fresh worker
     assert sorted(p.seq_len for p, _ in fake_workers.sent) == [32, 64, 128, 256]
 
 
 def test_local_slots_are_one_per_device_or_per_worker():
-    slots = runner.local_slots("cuda", devices=(2, 5), threads=4)
+    slots = local_slots("cuda", devices=(2, 5), threads=4)
     assert [(s.index, s.env, s.threads) for s in slots] == [(2, {"CUDA_VISIBLE_DEVICES": "2"}, 4),
                                                              (5, {"CUDA_VISIBLE_DEVICES": "5"}, 4)]
-    assert [(s.index, s.env) for s in runner.local_slots("cpu", devices=(0, 1))] == [(0, {}), (1, {})]
-    assert [(s.index, s.env, s.threads) for s in runner.local_slots("cpu", workers=3)] == [(0, {}, None), (1, {}, None),
+    assert [(s.index, s.env) for s in local_slots("cpu", devices=(0, 1))] == [(0, {}), (1, {})]
+    assert [(s.index, s.env, s.threads) for s in local_slots("cpu", workers=3)] == [(0, {}, None), (1, {}, None),
                                                                                            (2, {}, None)]
 
 
 def test_a_cpu_worker_is_forked_from_a_server_that_imported_torch_and_a_cuda_worker_is_spawned():
-    assert runner.start_context("cpu", runner.Slot(0)).get_start_method() == "forkserver"
-    assert runner.start_context("cuda", runner.Slot(0)).get_start_method() == "spawn"
-    assert runner.start_context("cpu", runner.Slot(0, {"CUDA_VISIBLE_DEVICES": "1"})).get_start_method() == "spawn"
-    assert {"torch", "bench.measuring.worker"} <= set(forkserver.PRELOAD)
+    assert start_context("cpu", Slot(0)).get_start_method() == "forkserver"
+    assert start_context("cuda", Slot(0)).get_start_method() == "spawn"
+    assert start_context("cpu", Slot(0, {"CUDA_VISIBLE_DEVICES": "1"})).get_start_method() == "spawn"
+    assert {"torch", "bench.measuring.serve"} <= set(forkserver.PRELOAD)
 
 
 def test_a_sweep_report_counts_rows_by_status(tmp_path):
@@ -386,52 +409,50 @@ def test_a_worker_woken_without_a_whole_message_is_waited_for_again(moody, monke
 
     class Late(Moody):
         def receive(self, timeout_s):
-            if late["left"] and self.inbox and self.inbox[0][0] == "row":
+            if late["left"] and self.inbox and isinstance(self.inbox[0], Reply):
                 late["left"] -= 1
                 return None  # woken, but the message is not all there yet
             return super().receive(timeout_s)
 
-    monkeypatch.setattr(runner, "Worker", Late)
+    monkeypatch.setattr(workers, "Worker", Late)
     rows = {}
-    scheduler = runner.Scheduler([runner.Slot(0)], lambda slot, round_: Late(slot, "cpu", "", None, round_), 5.0,
-                                 lambda item: ("point", item.as_dict(), PEAKS),
-                                 lambda item, status, reason: {"status": status, "error": reason},
-                                 lambda unit, item, row, slot: rows.setdefault(item.seq_len, row),
-                                 wait=lambda ready, timeout_s: [w for w in ready if w.inbox])
-    scheduler.run([runner.Unit(1, lengths(32, 64))])
+    scheduler = Scheduler([Slot(0)], lambda slot, round_: Late(slot, "cpu", "", None, round_),
+                          RowJob(record=lambda unit, item, row, slot: rows.setdefault(item.seq_len, row)), 5.0,
+                          wait=fake_waiting)
+    scheduler.run([Unit(1, lengths(32, 64))])
     assert [rows[n]["status"] for n in (32, 64)] == ["ok", "ok"] and late["left"] == 0
 
 
 def test_a_round_logged_twice_counts_once_and_a_record_without_a_row_is_ignored(tmp_path):
     point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
     with RunFolder(tmp_path) as folder:
-        book = runner._Rounds(folder, [point], 2, PEAKS)
-        row = fake_row(point, "", "ok")
-        assert book.add(point, 1, dict(row), runner.Slot(3)) is None
-        assert book.add(point, 1, dict(row), runner.Slot(3)) is None  # round 1 again: still one round in
-        final = book.add(point, 2, dict(row), runner.Slot(4))
+        book = RoundLog(folder, [point], 2, PEAKS)
+        reply = fake_reply(point, "", "ok")
+        assert book.add(point, 1, reply, Slot(3)) is None
+        assert book.add(point, 1, reply, Slot(3)) is None  # round 1 again: still one round in
+        final = book.add(point, 2, reply, Slot(4))
         assert final["rounds"] == 2 and final["device_index"] == "3+4" and point.key in book.final
         logged = folder.rounds()
         assert [(r["round"], r["device_index"], r["pid"]) for r in logged] == [(1, 3, 1), (1, 3, 1), (2, 4, 1)]
-        assert "_samples" not in logged[0]["row"] and logged[0]["samples"] == row["_samples"]
+        assert logged[0]["row"] == reply.row and logged[0]["samples"] == reply.samples
         folder.append_round({"key": list(point.key), "round": 1})  # no row: not a record of this code
-        folder.append_round({"round": 2, "row": {"status": "ok", "source_hash": row["source_hash"]}})  # no key
-        assert runner._Rounds(folder, [point], 3, PEAKS).missing(point) == [3]
+        folder.append_round({"round": 2, "row": {"status": "ok", "source_hash": reply.row["source_hash"]}})  # no key
+        assert RoundLog(folder, [point], 3, PEAKS).missing(point) == [3]
 
 
 def test_a_row_from_before_rounds_existed_counts_as_one_round(tmp_path):
     point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
     with RunFolder(tmp_path) as folder:
-        folder.append({**worker.base_row(point, ""), "status": "ok", "rounds": None})
-        assert runner._Rounds(folder, [point], 1, PEAKS).missing(point) == []
-        assert runner._Rounds(folder, [point], 2, PEAKS).missing(point) == [1, 2]
+        folder.append({**timing.base_row(point, ""), "status": "ok", "rounds": None})
+        assert RoundLog(folder, [point], 1, PEAKS).missing(point) == []
+        assert RoundLog(folder, [point], 2, PEAKS).missing(point) == [1, 2]
 
 
 def test_a_failed_round_is_final_at_once(tmp_path):
     point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
     with RunFolder(tmp_path) as folder:
-        book = runner._Rounds(folder, [point], 3, PEAKS)
-        final = book.add(point, 1, fake_row(point, "", "oom"), runner.Slot(0))
+        book = RoundLog(folder, [point], 3, PEAKS)
+        final = book.add(point, 1, fake_reply(point, "", "oom"), Slot(0))
         assert final["status"] == "oom" and final["rounds"] == 1 and book.missing(point) == []
         assert folder.rounds()[0]["samples"] == []  # a failed round timed nothing
 
@@ -452,37 +473,34 @@ def test_the_scheduler_waits_no_longer_than_the_soonest_deadline_and_reports_who
     def record(unit, item, row, slot):
         recorded.append((item.seq_len, row["status"], slot))
 
-    scheduler = runner.Scheduler([runner.Slot(7)], lambda slot, round_: Moody(slot, "cpu", "", None, round_), 0.05,
-                                 lambda item: ("point", item.as_dict(), PEAKS),
-                                 lambda item, status, reason: failed.append(item.seq_len) or {"status": status},
-                                 record, wait=wait)
-    scheduler.run([runner.Unit(1, lengths(32, 64, 128))])
+    job = RowJob(failed=lambda item, status, reason: failed.append(item.seq_len) or {"status": status},
+                 record=record)
+    scheduler = Scheduler([Slot(7)], lambda slot, round_: Moody(slot, "cpu", "", None, round_), job, 0.05, wait=wait)
+    scheduler.run([Unit(1, lengths(32, 64, 128))])
     assert waits and all(0.0 <= timeout_s <= 0.05 for timeout_s in waits)
     assert failed == [64, 128]  # the hung point, then the one its timeout cut off
-    assert recorded == [(32, "ok", runner.Slot(7)), (64, "timeout", runner.Slot(7)), (128, "timeout", runner.Slot(7))]
+    assert recorded == [(32, "ok", Slot(7)), (64, "timeout", Slot(7)), (128, "timeout", Slot(7))]
     assert scheduler.counted == 2 and scheduler.done == 3  # the cut-off point was not timed
 
 
 def test_skip_sees_the_unit_an_item_belongs_to(fake_workers):
     ran = []
-    scheduler = runner.Scheduler([runner.Slot(0)], lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_), 1.0,
-                                 lambda item: ("point", item.as_dict(), PEAKS),
-                                 lambda item, status, reason: {"status": status, "error": reason},
-                                 lambda unit, item, row, slot: ran.append((unit.round, item.seq_len, row["status"])),
-                                 skip=lambda unit, item: unit.round == 2 and item.seq_len == 64,
-                                 wait=lambda ready, timeout_s: [w for w in ready if w.inbox])
+    job = RowJob(record=lambda unit, item, row, slot: ran.append((unit.round, item.seq_len, row["status"])),
+                 skip=lambda unit, item: unit.round == 2 and item.seq_len == 64)
+    scheduler = Scheduler([Slot(0)], lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_), job, 1.0,
+                          wait=fake_waiting)
     fake_workers.behaviour = staticmethod(lambda p: "oom" if p.seq_len == 32 else "ok")
-    scheduler.run([runner.Unit(1, lengths(64, 128)), runner.Unit(2, lengths(32, 64, 128))])
+    scheduler.run([Unit(1, lengths(64, 128)), Unit(2, lengths(32, 64, 128))])
     # round 2: 32 runs out of memory; 64 is skipped (not cut off again); 128 is cut off
     assert ran == [(1, 64, "ok"), (1, 128, "ok"), (2, 32, "oom"), (2, 128, "oom")]
 
 
 def test_a_scheduler_told_nothing_counts_no_total():
-    assert runner.Scheduler([], None, 1.0, None, None, None).total == 0
+    assert Scheduler([], None, RowJob(), 1.0).total == 0
 
 
 def test_local_worker_slots_carry_the_thread_count():
-    assert [slot.threads for slot in runner.local_slots("cpu", workers=2, threads=3)] == [3, 3]
+    assert [slot.threads for slot in local_slots("cpu", workers=2, threads=3)] == [3, 3]
 
 
 def test_a_point_whose_rounds_are_logged_but_whose_row_was_lost_is_written_not_measured_again(tmp_path,
@@ -500,28 +518,27 @@ def test_a_point_whose_rounds_are_logged_but_whose_row_was_lost_is_written_not_m
 def test_a_logged_failed_round_without_its_row_settles_the_point_as_failed(tmp_path):
     point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
     with RunFolder(tmp_path) as folder:
-        runner._Rounds(folder, [point], 3, PEAKS).add(point, 1, fake_row(point, "", "oom"), runner.Slot(0))
-        book = runner._Rounds(folder, [point], 3, PEAKS)
+        RoundLog(folder, [point], 3, PEAKS).add(point, 1, fake_reply(point, "", "oom"), Slot(0))
+        book = RoundLog(folder, [point], 3, PEAKS)
         assert book.missing(point) == [2, 3]  # not final: its row is not in the table
-        [row] = book.settle([point])
-        assert row["status"] == "oom" and book.missing(point) == [] and book.settle([point]) == []
+        [row] = book.recover_unwritten_rows([point])
+        assert row["status"] == "oom" and book.missing(point) == [] and book.recover_unwritten_rows([point]) == []
 
 
 def test_a_point_with_only_some_rounds_logged_is_not_settled_and_a_later_failure_names_its_round(tmp_path):
     point = mixer_point("fft", 32, 16, 1, "float32", "forward", "cpu")
     with RunFolder(tmp_path) as folder:
-        runner._Rounds(folder, [point], 3, PEAKS).add(point, 1, fake_row(point, "", "ok"), runner.Slot(0))
-        book = runner._Rounds(folder, [point], 3, PEAKS)
-        assert book.settle([point]) == [] and book.missing(point) == [2, 3]  # one ok round of three: measure on
-        book.add(point, 2, fake_row(point, "", "oom"), runner.Slot(0))  # its row's write is lost
-        [row] = runner._Rounds(folder, [point], 3, PEAKS).settle([point])
+        RoundLog(folder, [point], 3, PEAKS).add(point, 1, fake_reply(point, "", "ok"), Slot(0))
+        book = RoundLog(folder, [point], 3, PEAKS)
+        assert book.recover_unwritten_rows([point]) == [] and book.missing(point) == [2, 3]  # one ok round of three: measure on
+        book.add(point, 2, fake_reply(point, "", "oom"), Slot(0))  # its row's write is lost
+        [row] = RoundLog(folder, [point], 3, PEAKS).recover_unwritten_rows([point])
         assert row["status"] == "oom" and row["error"].startswith("round 2 of 3: ")
 
 
 def test_workers_started_together_replace_dead_and_stale_ones_and_keep_live_ones(fake_workers):
-    scheduler = runner.Scheduler([runner.Slot(0), runner.Slot(1), runner.Slot(2)],
-                                 lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_), 1.0,
-                                 None, None, None)
+    scheduler = Scheduler([Slot(0), Slot(1), Slot(2)], lambda slot, round_: FakeWorker(slot, "cpu", "", None, round_),
+                          RowJob(), 1.0)
     scheduler.start_together({0: 1, 1: 1, 2: 1})
     first = dict(scheduler.workers)
     assert sorted(fake_workers.started) == [(0, 1), (1, 1), (2, 1)]
@@ -545,6 +562,6 @@ def test_a_sweep_on_two_slots_starts_both_workers_before_calibrating_and_starts_
 
     monkeypatch.setattr(FakeWorker, "send", noting)
     axes = Axes(mixers=("fft", "dct"), seq_lens=(32, 64), dims=(16,), modes=("forward",), rounds=1)
-    runner.run(expand(axes, "cpu"), axes, "cpu", tmp_path, slots=[runner.Slot(0), runner.Slot(1)])
+    runner.run(expand(axes, "cpu"), axes, "cpu", tmp_path, slots=[Slot(0), Slot(1)])
     assert started_at_calibration == [2]  # the second worker's start-up overlaps the first one's calibration
     assert sorted(fake_workers.started) == [(0, 1), (1, 1)] and len(fake_workers.sent) == 4

@@ -9,20 +9,20 @@ import torch
 
 import mixers
 from bench.measuring import train
-from bench.measuring.train import TrainPoint
+from bench.measuring.points import TrainingRun
 
 SUPPORTED = [name for name in mixers.available()
              if mixers.get(name).supports(16, 32, torch.float32, "cpu", **(
                  {"head_dim": 32} if "head_dim" in mixers.get(name).__init__.__code__.co_varnames else {}))]
 
 
-def point(layout="fft", task="majority", steps=15, seed=0, lr=3e-3, dim=32, options="num_symbols=4"):
-    return TrainPoint(task, options, layout, 16, dim, 2, 2 * dim, "pre", True, 16, steps, lr, seed, "float32", "cpu")
+def run_of(layout="fft", task="majority", steps=15, seed=0, lr=3e-3, dim=32, options="num_symbols=4"):
+    return TrainingRun(task, options, layout, 16, dim, 2, 2 * dim, "pre", True, 16, steps, lr, seed, "float32", "cpu")
 
 
-def losses(run: TrainPoint) -> tuple[float, float]:
+def losses(run: TrainingRun) -> tuple[float, float]:
     """The loss on a fixed batch before and after training `run`'s model (same init, same data)."""
-    task = run.build_task()
+    task = train.build_task(run)
     inputs, targets, mask = task.batch(64, 12345)
     torch.manual_seed(run.seed)
     model = train.build(run, task)
@@ -42,19 +42,26 @@ def losses(run: TrainPoint) -> tuple[float, float]:
 
 @pytest.mark.parametrize("layout", [*SUPPORTED, "fft+attention:1"])
 def test_a_few_steps_reduce_the_loss_for_every_layout(layout):
-    before, after = losses(point(layout))
+    before, after = losses(run_of(layout))
     assert math.isfinite(after) and after < before, (before, after)
 
 
 def test_the_same_seed_gives_the_same_run_and_another_seed_another():
-    first, again = train.train(point(steps=10)), train.train(point(steps=10))
+    first, again = train.train(run_of(steps=10)), train.train(run_of(steps=10))
     assert first["accuracy"] == again["accuracy"] and first["loss"] == again["loss"]
-    other = train.train(point(steps=10, seed=1))
+    other = train.train(run_of(steps=10, seed=1))
     assert (other["loss"], other["accuracy"]) != (first["loss"], first["accuracy"])
 
 
+def trained(run: TrainingRun) -> dict:
+    """The row of `run` trained in this process (its reply carries no samples and, on a CPU, is never fatal)."""
+    reply = train.train_run(run, "test cpu")
+    assert reply.samples == [] and not reply.fatal
+    return reply.row
+
+
 def test_a_run_reports_its_measured_columns_and_the_tasks_baseline():
-    row = train.train_point(point(task="mqar", options="vocab_size=32,num_kv_pairs=4", steps=10), "test cpu")
+    row = trained(run_of(task="mqar", options="vocab_size=32,num_kv_pairs=4", steps=10))
     assert row["status"] == "ok", row["error"]
     assert row["baseline"] == pytest.approx(1 / 4) and 0 <= row["accuracy"] <= 1 and 0 <= row["val_accuracy"] <= 1
     assert row["params"] > 0 and row["step_ms"] > 0 and row["tokens_per_s"] == pytest.approx(
@@ -63,9 +70,9 @@ def test_a_run_reports_its_measured_columns_and_the_tasks_baseline():
 
 
 def test_a_refused_run_is_unsupported_with_the_reason():
-    row = train.train_point(point(layout="hadamard", dim=24), "test cpu")
+    row = trained(run_of(layout="hadamard", dim=24))
     assert row["status"] == "unsupported" and "power" in row["error"]
-    row = train.train_point(point(task="mqar", options="vocab_size=32,num_kv_pairs=40"), "test cpu")
+    row = trained(run_of(task="mqar", options="vocab_size=32,num_kv_pairs=40"))
     assert row["status"] == "unsupported" and "num_kv_pairs" in row["error"]
 
 
@@ -82,7 +89,7 @@ def test_each_step_trains_at_the_scheduled_learning_rate():
     hook = register_optimizer_step_pre_hook(
         lambda optimizer, args, kwargs: rates.append(optimizer.param_groups[0]["lr"]))
     try:
-        train.train(point(steps=12, lr=2e-3))
+        train.train(run_of(steps=12, lr=2e-3))
     finally:
         hook.remove()
     assert rates == pytest.approx([train.learning_rate(step, 12, 2e-3) for step in range(12)])
@@ -97,7 +104,7 @@ def test_the_test_score_is_drawn_from_the_test_split_and_the_validation_score_fr
         return scores[split]
 
     monkeypatch.setattr(train, "evaluate", evaluate)
-    row = train.train(point(steps=3))
+    row = train.train(run_of(steps=3))
     assert row["accuracy"] == 0.25 and row["val_accuracy"] == 0.75
     assert sorted(calls) == [("test", train.TEST_BATCHES), ("val", train.VAL_BATCHES)]
 
@@ -105,8 +112,8 @@ def test_the_test_score_is_drawn_from_the_test_split_and_the_validation_score_fr
 def test_evaluation_scores_batches_of_its_own_split_only():
     from bench import tasks
 
-    run = point(steps=1)
-    task = run.build_task()
+    run = run_of(steps=1)
+    task = train.build_task(run)
     seeds = []
     drawn = task.batch
     task.batch = lambda size, seed: seeds.append(seed) or drawn(size, seed)
@@ -166,11 +173,11 @@ def test_evaluation_averages_right_predictions_and_losses_over_its_batches_by_ha
 
 
 def test_a_run_is_refused_for_its_own_length_and_attention_gets_the_quality_models_head_width():
-    short = TrainPoint("mqar", "vocab_size=32,num_kv_pairs=8", "fft", 8, 32, 2, 64, "pre", True, 16, 5, 1e-3, 0,
+    short = TrainingRun("mqar", "vocab_size=32,num_kv_pairs=8", "fft", 8, 32, 2, 64, "pre", True, 16, 5, 1e-3, 0,
                        "float32", "cpu")
     assert train.refusal(short).startswith("mqar: seq_len=8 is too short for 8 key-value pairs")
     assert train.refusal(dataclasses.replace(short, seq_len=64)) is None
-    assert train.refusal(point(layout="attention", dim=32)) is None  # head_dim = min(64, 32): one head of 32
+    assert train.refusal(run_of(layout="attention", dim=32)) is None  # head_dim = min(64, 32): one head of 32
 
 
 @pytest.mark.parametrize("batch", [16, 1])
@@ -180,8 +187,8 @@ def test_a_run_by_hand_gives_the_same_row(batch):
     the last 20 steps, and both scores from the trained model."""
     from bench import tasks
 
-    run = dataclasses.replace(point(steps=24, lr=3e-3, seed=3), batch=batch)
-    task = run.build_task()
+    run = dataclasses.replace(run_of(steps=24, lr=3e-3, seed=3), batch=batch)
+    task = train.build_task(run)
     torch.manual_seed(run.seed)
     model = train.build(run, task)
     optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=(0.9, 0.98), weight_decay=0.1)
@@ -226,7 +233,7 @@ def test_a_loss_that_stops_being_finite_ends_the_run_with_the_step(monkeypatch):
 
     monkeypatch.setattr(train, "loss_and_correct", poisoned)
     with pytest.raises(FloatingPointError, match=r"^the training loss became nan at step 2$"):
-        train.train(point(steps=6))
+        train.train(run_of(steps=6))
 
 
 @pytest.mark.parametrize("dtype, computed", [("float32", torch.float32), ("bfloat16", torch.bfloat16)])
@@ -238,12 +245,12 @@ def test_a_bfloat16_run_trains_and_scores_under_autocast_and_a_float32_run_does_
         return scored(logits, targets, mask)
 
     monkeypatch.setattr(train, "loss_and_correct", recording)
-    train.train(dataclasses.replace(point(steps=2), dtype=dtype))
+    train.train(dataclasses.replace(run_of(steps=2), dtype=dtype))
     assert seen == {computed}
 
 
 def test_a_quality_row_gives_back_its_run():
-    run = point(layout="fft+attention:1", steps=7, lr=1e-3, seed=2)
+    run = run_of(layout="fft+attention:1", steps=7, lr=1e-3, seed=2)
     row = {key: str(value) for key, value in run.as_dict().items()}
-    assert TrainPoint.from_row(row) == run
-    assert TrainPoint.from_row({**row, "shift": "False"}).shift is False
+    assert TrainingRun.from_row(row) == run
+    assert TrainingRun.from_row({**row, "shift": "False"}).shift is False

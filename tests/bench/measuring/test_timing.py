@@ -1,17 +1,25 @@
-"""One point -> one row, in process: statuses, derived columns, and a clean slate after each point."""
+"""One timing point -> its reply, in process: statuses, the raw measurements and the columns derived from them
+(`rounds.combine_rounds`), the source hash, and a clean slate after each point."""
 
 import pytest
 import torch
 
 import mixers
-from bench.measuring import measure
-from bench.measuring import worker
-from bench.measuring.plan import mixer_point
+from bench.measuring import measure, rows, timing
+from bench.measuring.points import Point, mixer_point
+from bench.measuring.rounds import combine_rounds
 from bench.measuring.store import COLUMNS
 from mixers import _spectral
 
 POLICY = measure.TimingPolicy(warmup_calls=1, warmup_s=0.0, min_reps=3, budget_s=0.02)
 PEAKS = {"peak_bandwidth_gbps": 10.0, "peak_tflops": {"float32": 0.1}}
+
+
+def measured(point) -> dict:
+    """The results row of `point` measured in one round: the reply, then the columns the parent derives."""
+    reply = timing.measure_point(point, POLICY, "test cpu")
+    assert set(reply.row) <= set(COLUMNS)  # nothing private rides in the row
+    return combine_rounds(point, [{"round": 1, "row": reply.row, "samples": reply.samples}], 1, PEAKS)
 
 
 def point(mixer="fft", seq_len=64, mode="forward", dtype="float32"):
@@ -20,9 +28,11 @@ def point(mixer="fft", seq_len=64, mode="forward", dtype="float32"):
 
 @pytest.mark.parametrize("mode", ["forward", "train"])
 def test_an_ok_row_has_every_column_and_consistent_rates(mode):
-    row = worker.measure_point(point(mode=mode), POLICY, PEAKS, "test cpu")
+    reply = timing.measure_point(point(mode=mode), POLICY, "test cpu")
+    assert reply.samples and not reply.fatal and "roofline_frac" not in reply.row  # raw: the parent derives rates
+    row = measured(point(mode=mode))
     assert row["status"] == "ok" and not row["error"]
-    assert set(row) - {"_fatal", "_samples"} <= set(COLUMNS) and {"time_ms", "peak_mem_mb", "roofline_frac"} <= set(row)
+    assert set(row) <= set(COLUMNS) and {"time_ms", "peak_mem_mb", "roofline_frac"} <= set(row)
     seconds = row["time_ms"] / 1e3
     cost = mixers.get("fft").cost(64, 32, 2, torch.float32, mode)
     assert row["flops"] == cost.flops and row["bytes_min"] == cost.bytes_min
@@ -34,28 +44,28 @@ def test_an_ok_row_has_every_column_and_consistent_rates(mode):
 
 
 def test_a_refused_point_is_unsupported_with_the_mixers_reason():
-    row = worker.measure_point(point("hadamard", seq_len=48), POLICY, PEAKS, "test cpu")
+    row = measured(point("hadamard", seq_len=48))
     reason = mixers.get("hadamard").supports(48, 32, torch.float32, "cpu").reason
     assert row["status"] == "unsupported" and row["error"] == reason and "48" in reason
 
 
 def test_cached_matrices_are_freed_after_each_point():
-    row = worker.measure_point(point("dft-matrix"), POLICY, PEAKS, "test cpu")
+    row = measured(point("dft-matrix"))
     assert row["status"] == "ok"
     assert all(cached.cache_info().currsize == 0 for cached in _spectral._CACHES)
 
 
 def test_rows_record_the_dtype_that_computes_and_the_source_hash(monkeypatch):
-    row = worker.base_row(point("fft"), "test cpu")
+    row = timing.base_row(point("fft"), "test cpu")
     assert row["compute_dtype"] == "float32" and len(row["source_hash"]) == 12
-    assert worker.source_hash(mixers.get("fft")) != worker.source_hash(mixers.get("attention"))
+    assert rows.source_hash(mixers.get("fft")) != rows.source_hash(mixers.get("attention"))
     # an edit to a private helper module the mixer uses changes its hash
-    worker.source_hash.cache_clear()  # the hash is computed once per class and process
-    real_getsource = worker.inspect.getsource
-    monkeypatch.setattr(worker.inspect, "getsource", lambda obj: real_getsource(obj) + (
+    rows.source_hash.cache_clear()  # the hash is computed once per class and process
+    real_getsource = rows.inspect.getsource
+    monkeypatch.setattr(rows.inspect, "getsource", lambda obj: real_getsource(obj) + (
         "# edited" if obj is _spectral else ""))
-    assert worker.source_hash(mixers.get("fft")) != row["source_hash"]
-    worker.source_hash.cache_clear()
+    assert rows.source_hash(mixers.get("fft")) != row["source_hash"]
+    rows.source_hash.cache_clear()
 
 
 def test_a_tokens_series_shorter_than_the_length_is_a_row_that_says_so():
@@ -64,14 +74,12 @@ def test_a_tokens_series_shorter_than_the_length_is_a_row_that_says_so():
     points = expand(Axes(mixers=("fft",), seq_lens=(64, 128), dims=(32,), batches=(), tokens=(96,),
                          modes=("forward",)), "cpu")
     assert [(p.seq_len, p.batch) for p in points] == [(64, 1), (128, 0)]
-    row = worker.measure_point(points[1], POLICY, PEAKS, "test cpu")
+    row = measured(points[1])
     assert row["status"] == "unsupported" and "tokens=96 per batch is fewer than one sequence of 128" in row["error"]
-    assert worker.measure_point(points[0], POLICY, PEAKS, "test cpu")["status"] == "ok"
+    assert measured(points[0])["status"] == "ok"
 
 
 def model_point(scope, mixer="fft", mode="forward", vocab=50):
-    from bench.measuring.plan import Point
-
     layers, ffn = (1, 64) if scope == "block" else (2, 64)
     return Point(mixer, scope, 16, 64, layers, ffn, vocab if scope == "encoder" else None, "post", 2, "batch=2",
                  "float32", mode, "cpu")
@@ -83,7 +91,7 @@ def test_block_and_encoder_points_are_measured_and_costed_as_the_sum_of_their_pa
     from bench import models
 
     point = model_point(scope, "fft+attention:1" if scope == "encoder" else "attention", mode)
-    row = worker.measure_point(point, POLICY, PEAKS, "test cpu")
+    row = measured(point)
     assert row["status"] == "ok", row["error"]
     parts = models.parts(scope, point.mixer, 16, 64, 2, torch.float32, mode, "cpu", layers=point.layers, ffn=64,
                          vocab=point.vocab, norm="post", head="mlm" if point.vocab else "none")
@@ -92,26 +100,26 @@ def test_block_and_encoder_points_are_measured_and_costed_as_the_sum_of_their_pa
     floor = sum(max(p.flops / 0.1e12, p.bytes_min / 10e9) for p in parts)
     assert row["roofline_frac"] == pytest.approx(floor / (row["time_ms"] / 1e3))
     if mode == "train":  # AdamW's moments are allocated by the first step and held: more resident than forward
-        forward = worker.measure_point(model_point(scope, point.mixer, "forward"), POLICY, PEAKS, "test cpu")
+        forward = measured(model_point(scope, point.mixer, "forward"))
         assert row["resident_mem_mb"] > 2.5 * forward["resident_mem_mb"]
 
 
 def test_a_layout_below_encoder_scope_is_unsupported_with_the_reason():
-    row = worker.measure_point(model_point("block", "fft+attention:1"), POLICY, PEAKS, "test cpu")
+    row = measured(model_point("block", "fft+attention:1"))
     assert row["status"] == "unsupported" and "arranges an encoder's layers" in row["error"]
 
 
 def test_an_encoder_without_a_vocabulary_takes_vectors_and_has_no_head():
-    row = worker.measure_point(model_point("encoder", vocab=0), POLICY, PEAKS, "test cpu")
+    row = measured(model_point("encoder", vocab=0))
     assert row["status"] == "ok" and row["tokens_per_s"] > 0
 
 
 def test_the_source_hash_of_a_model_point_covers_the_model_code(monkeypatch):
-    mixer_row = worker.base_row(mixers_point := model_point("block"), "cpu")
-    assert mixer_row["source_hash"] != worker.source_hash(mixers.get("fft"))
-    worker.package_hash.cache_clear()
-    real_getsource = worker.inspect.getsource
-    monkeypatch.setattr(worker.inspect, "getsource", lambda obj: real_getsource(obj) + (
+    mixer_row = timing.base_row(mixers_point := model_point("block"), "cpu")
+    assert mixer_row["source_hash"] != rows.source_hash(mixers.get("fft"))
+    rows.package_hash.cache_clear()
+    real_getsource = rows.inspect.getsource
+    monkeypatch.setattr(rows.inspect, "getsource", lambda obj: real_getsource(obj) + (
         "# edited" if getattr(obj, "__name__", "") == "bench.models.blocks" else ""))
-    assert worker.base_row(mixers_point, "cpu")["source_hash"] != mixer_row["source_hash"]
-    worker.package_hash.cache_clear()
+    assert timing.base_row(mixers_point, "cpu")["source_hash"] != mixer_row["source_hash"]
+    rows.package_hash.cache_clear()
