@@ -24,7 +24,7 @@ import torch
 
 import mixers
 from bench.measuring import measure
-from bench.measuring.env import device_facts
+from bench.measuring.fingerprint import device_facts
 from bench.measuring.plan import resolve_device
 from bench.measuring.points import MODES, mixer_point
 from bench.measuring.rows import source_hash

@@ -30,16 +30,18 @@ def _functions(module: str, *names: str) -> list[str]:
 
 # module -> the mutants in scope (fnmatch patterns over mutmut's names: module.x_function or
 # module.xǁClassǁmethod, then __mutmut_N). The runner's scope is its pure bookkeeping (process handling is
-# tested end to end in tests/bench/measuring/test_runner.py and test_faults.py); the worker's is its
+# tested end to end in tests/bench/measuring/test_runner.py and test_faults.py); timing's is its
 # metrics; the mixers' is their analytic cost. Left out as presentation, each with tests of its own but not
 # worth a mutant run: analysis's wording helpers (format_seq_len, describe_group, describe_scope, _span) and
 # compare's terminal table (format_table and its helpers); the plots (tests/bench/reporting/test_plot_content.py).
 SCOPE = {
-    "runner": _functions("bench.measuring.runner", "x_weighted_quantile", "x_combine_rounds", "xǁSchedulerǁ*",
-                         "xǁ_Roundsǁ*", "x__timing_units", "x__rows_by_key", "x_local_slots",
-                         "xǁSweepReportǁcounts"),
-    "worker": _functions("bench.measuring.worker", "x_metrics", "x_cost_parts", "x_compute_dtype_name",
-                         "x__refusal", "x__options"),
+    "runner": (_functions("bench.measuring.rounds", "x_weighted_quantile", "x_combine_rounds", "xǁRoundLogǁ*",
+                          "x__rows_by_key")
+               + _functions("bench.measuring.scheduler", "xǁSchedulerǁ*")
+               + _functions("bench.measuring.runner", "x__timing_units", "xǁSweepReportǁcounts")
+               + _functions("bench.measuring.workers", "x_local_slots")),
+    "worker": _functions("bench.measuring.timing", "x_metrics", "x_cost_parts", "x_compute_dtype_name",
+                         "x_refusal", "x__options"),
     "store": ["bench.measuring.store.*"],
     "analysis": _functions("bench.reporting.analysis", "x_load_results", "x_load_env", "x_prepare", "x_ok_rows",
                            "x__groups", "x_pareto_front", "x__loglog_fit", "x_fit_range", "x_scaling_exponents",
@@ -66,7 +68,7 @@ SCOPE = {
                + _functions("bench.models.blocks", "x_options_for", "x_check_norm")),
     "tasks": ["bench.tasks.*"],
     "train": _functions("bench.measuring.train", "x_head_dim", "x_learning_rate", "x_loss_and_correct", "x_evaluate",
-                        "x_refusal", "x_train", "xǁTrainPointǁ*"),
+                        "x_refusal", "x_train") + _functions("bench.measuring.points", "xǁTrainingRunǁ*"),
 }
 # Run once, when their package is first imported: before mutmut switches a mutant on, so no test can see their
 # mutants (tests/bench/tasks/test_registry.py checks them in fresh processes). Left out of every module's share.
