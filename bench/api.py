@@ -8,14 +8,18 @@ import tempfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import torch
+
 import mixers
 from bench import models
+from bench import tasks as task_registry
 from bench.measuring import fingerprint, plan, runner
 from bench.measuring.plan import PRESETS, QUALITY_PRESETS, Axes, QualityAxes
 from bench.measuring.points import (DTYPE_ALIASES, DTYPE_NAMES, MODES, NORMS, SCOPES, PlanError, Point, parse_floats,
                                     parse_int, parse_ints, parse_names, parse_options)
 from bench.measuring.timing import TORCH_DTYPES
 from bench.measuring.workers import LocalBackend, Slot, local_slots
+from bench.reporting import analysis, report
 
 REPO_RESULTS = fingerprint.REPO_ROOT / "results"
 
@@ -117,8 +121,6 @@ def _workers(device: str, workers, devices, threads: int | None, default: int = 
     if devices is not None:
         if device != "cuda":
             raise PlanError(f"--devices names GPUs; this sweep runs on {device} (use --workers N there)")
-        import torch
-
         indices = parse_ints(devices, "devices", allow_zero=True)
         visible = torch.cuda.device_count()
         if any(index >= visible for index in indices):
@@ -129,8 +131,6 @@ def _workers(device: str, workers, devices, threads: int | None, default: int = 
         warnings.append(f"{count} workers share this CPU's cores and memory bandwidth, so their timings interfere; "
                         f"compare timings only from one-worker runs")
     if device == "cuda" and count > 1:
-        import torch
-
         visible = torch.cuda.device_count()
         if count > visible:
             raise PlanError(f"--workers {count}: this machine has {visible} GPU(s); use at most {visible}")
@@ -247,7 +247,6 @@ def plan_quality(preset: str | None = None, *, tasks=None, layouts=None, seq_len
 
 def _plan_quality(chosen, preset, tasks, layouts, seq_lens, dims, layers, steps, lrs, seeds, batch, norm, shift, device,
                   out, timeout_s, workers, devices, threads) -> QualityPlan:
-    from bench import tasks as task_registry
 
     remote = chosen.name != "local"
     device = chosen.device(device) if remote else plan.resolve_device(device)
@@ -323,19 +322,13 @@ def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes
     Arguments take lists or comma-separated strings, as on the command line; `out=None` measures
     into a new temporary folder. `plots=True` also draws the plots and the report.
     """
-    import pandas as pd
-
     sweep_plan = plan_sweep(preset, layouts=mixers, seq_lens=seq_lens, dims=dims, batches=batch, tokens=tokens,
                             dtypes=dtypes, modes=modes, scopes=scopes, model=model, rounds=rounds, device=device,
                             out=out if out is not None else tempfile.mkdtemp(prefix="mixbench-"),
                             timeout_s=timeout_s, budget_s=budget_s, min_reps=min_reps)
     run_plan(sweep_plan)
     if plots:
-        from bench.reporting import report
-
         report.write(sweep_plan.out)
-    from bench.reporting import analysis
-
     table = analysis.load_results(sweep_plan.out)
     wanted = {point.key for point in sweep_plan.points}
     keys = [Point.from_row({k: "" if v is None or v != v else v for k, v in row.items()}).key

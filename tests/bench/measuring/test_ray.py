@@ -262,14 +262,14 @@ def test_one_worker_two_workers_and_ray_measure_the_same_rows_and_each_worker_se
     assert {row["device_index"] for row in read_rows(tmp_path / "ray")} == {"0", "1"}
 
     env = json.loads((tmp_path / "ray" / "env.json").read_text())
-    assert env["scheduled"]["backend"] == "ray" and env["scheduled"]["workers"] == 2
-    assert env["scheduled"]["worker_resources"] == {"num_gpus": 1, "num_cpus": 1} and env["scheduled"]["gpus"] == {"": 2}
+    assert env["pool"]["backend"] == "ray" and env["pool"]["workers"] == 2
+    assert env["pool"]["worker_resources"] == {"num_gpus": 1, "num_cpus": 1} and env["pool"]["gpus"] == {"": 2}
     workers = env["workers"]
     assert sorted(workers) == ["0", "1"] and all(worker["threads"] == 1 for worker in workers.values())
     assert sorted(worker["cuda_visible_devices"] for worker in workers.values()) == ["0", "1"]
     assert env["device_name"] == fingerprint.device_facts("cpu")["device_name"]
     local = json.loads((tmp_path / "two" / "env.json").read_text())
-    assert local["scheduled"] == {"backend": "local", "workers": 2, "threads_per_worker": 1}
+    assert local["pool"] == {"backend": "local", "workers": 2, "threads_per_worker": 1}
     assert all(worker["threads"] == 1 for worker in local["workers"].values())
 
 
