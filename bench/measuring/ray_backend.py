@@ -2,7 +2,7 @@
 
 Zoology launches its sweeps the same way (one `ray.remote(num_gpus=1)` per run). Here each actor holds one
 GPU (`num_gpus=1`, and `accelerator_type` for --gpu-type), or on a cluster without GPUs `threads` CPUs, and
-answers messages with the local worker's own `bench.measuring.worker.Measurer.handle`. The driver (the
+answers messages with the local worker's own `bench.measuring.serve.Measurer.handle`. The driver (the
 `mixbench` process) hands out the work through `scheduler.Scheduler`, as it does to local worker processes,
 and stays the only writer of the run folder.
 
