@@ -2,7 +2,6 @@
 
 import pytest
 
-from bench.measuring import scheduler as scheduling
 from bench.measuring.rounds import combine_rounds, weighted_quantile
 from bench.measuring.points import mixer_point
 
@@ -95,16 +94,6 @@ def test_the_row_names_the_devices_its_rounds_ran_on():
 def test_a_quantile_past_the_whole_weight_is_the_largest_value():
     assert weighted_quantile([(2.0, 1.0), (1.0, 1.0)], 1.5) == 2.0
     assert weighted_quantile([(2.0, 1.0), (1.0, 3.0)], 0.75) == 1.0  # reached exactly at 1.0
-
-
-def test_the_time_left_is_the_mean_time_per_item_times_the_items_left(monkeypatch):
-    scheduler = scheduling.Scheduler([], None, None, 1.0, total=10, done=4)
-    assert scheduler._eta() is None  # nothing finished yet: no estimate
-    scheduler.started, scheduler.counted = 100.0, 2
-    monkeypatch.setattr(scheduling.time, "monotonic", lambda: 110.0)
-    assert scheduler._eta() == 30.0  # 5 s an item, 6 items left
-    scheduler.done = 12
-    assert scheduler._eta() == 0.0
 
 
 def test_the_worst_load_is_kept_even_from_an_earlier_round_and_missing_readings_count_as_zero():

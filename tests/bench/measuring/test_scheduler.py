@@ -11,6 +11,7 @@ from collections import deque
 import pytest
 
 from bench.measuring import forkserver, rows, runner, timing, workers
+from bench.measuring import scheduler as scheduler_module
 from bench.measuring.plan import Axes, expand
 from bench.measuring.points import Point, mixer_point
 from bench.measuring.rounds import RoundLog
@@ -565,3 +566,13 @@ def test_a_sweep_on_two_slots_starts_both_workers_before_calibrating_and_starts_
     runner.run(expand(axes, "cpu"), axes, "cpu", tmp_path, slots=[Slot(0), Slot(1)])
     assert started_at_calibration == [2]  # the second worker's start-up overlaps the first one's calibration
     assert sorted(fake_workers.started) == [(0, 1), (1, 1)] and len(fake_workers.sent) == 4
+
+
+def test_the_time_left_is_the_mean_time_per_item_times_the_items_left(monkeypatch):
+    scheduler = Scheduler([], None, None, 1.0, total=10, done=4)
+    assert scheduler._eta() is None  # nothing finished yet: no estimate
+    scheduler.started, scheduler.counted = 100.0, 2
+    monkeypatch.setattr(scheduler_module.time, "monotonic", lambda: 110.0)
+    assert scheduler._eta() == 30.0  # 5 s an item, 6 items left
+    scheduler.done = 12
+    assert scheduler._eta() == 0.0
