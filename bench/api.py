@@ -151,16 +151,17 @@ def plan_sweep(preset: str | None = None, *, layouts=None, seq_lens=None, dims=N
     threads = parse_int(threads, "threads") if threads is not None else None
     chosen = _backend(backend, ray_address, gpu_type, devices)
     try:
-        return _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model, layers,
-                           ffn, vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers, devices,
-                           threads)
+        return _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model,
+                           layers, ffn, vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers,
+                           devices, threads)
     except BaseException:
         chosen.close()
         raise
 
 
-def _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model, layers, ffn,
-                vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers, devices, threads) -> SweepPlan:
+def _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model, layers,
+                ffn, vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers, devices,
+                threads) -> SweepPlan:
     remote = chosen.name != "local"
     device = chosen.device(device) if remote else plan.resolve_device(device)
     axes_given = (layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model)

@@ -54,8 +54,8 @@ def test_rounds_run_in_separate_processes_and_more_rounds_complete_a_finished_ru
 
 
 def test_two_workers_measure_the_same_points_as_one_and_warn_on_a_cpu(tmp_path, planted_path, mixbench, calibrated):
-    common = ("sweep", "--device", "cpu", "--mixers", "planted-identity,fft", "--dims", "4", "--seq-lens", "8,16", "--modes",
-              "forward,train", "--budget", "0.01", "--rounds", "1", "--no-report")
+    common = ("sweep", "--device", "cpu", "--mixers", "planted-identity,fft", "--dims", "4", "--seq-lens", "8,16",
+              "--modes", "forward,train", "--budget", "0.01", "--rounds", "1", "--no-report")
     one = mixbench(*common, "--out", str(calibrated(tmp_path / "one")), extra_path=planted_path)
     two = mixbench(*common, "--workers", "2", "--out", str(calibrated(tmp_path / "two")), extra_path=planted_path)
     assert one.returncode == 0 and two.returncode == 0, two.stderr
@@ -127,8 +127,8 @@ def test_files_mixbench_did_not_write_are_refused_and_left_untouched(tmp_path, n
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / name).write_text(content)
-    code = cli.main(["sweep", "--device", "cpu", "--mixers", "fft", "--seq-lens", "8", "--dims", "4", "--out", str(run_dir),
-                     "--no-report"])
+    code = cli.main(["sweep", "--device", "cpu", "--mixers", "fft", "--seq-lens", "8", "--dims", "4",
+                     "--out", str(run_dir), "--no-report"])
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1 and "left untouched" in err
     assert (run_dir / name).read_text() == content
@@ -200,8 +200,8 @@ def test_a_sweep_that_fills_the_disk_stops_with_one_line_and_then_resumes(tiny_d
     assert len(keys) == len(set(keys)) == 20  # every point exactly once
 
 
-QUALITY = ("quality", "--device", "cpu", "--tasks", "majority", "--seq-lens", "16", "--dims", "16", "--steps", "5", "--batch", "8",
-           "--lrs", "3e-3", "--seeds", "0", "--no-report", "--workers", "1")
+QUALITY = ("quality", "--device", "cpu", "--tasks", "majority", "--seq-lens", "16", "--dims", "16", "--steps", "5",
+           "--batch", "8", "--lrs", "3e-3", "--seeds", "0", "--no-report", "--workers", "1")
 
 
 def test_training_runs_of_a_plugin_mixer_and_of_planted_faults_are_rows(tmp_path, planted_path, mixbench):

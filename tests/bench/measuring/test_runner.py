@@ -30,9 +30,9 @@ def read_rows(run_dir):
 
 def test_planted_faults_become_rows_and_every_other_point_is_measured(tmp_path, planted_path, mixbench, calibrated):
     run_dir = calibrated(tmp_path / "run")
-    done = mixbench("sweep", "--device", "cpu", "--mixers", FAULTS, "--seq-lens", "16,64,128", "--dims", "8", "--modes", "forward",
-                    "--out", str(run_dir), "--timeout", "8", "--budget", "0.02", "--no-report", "--rounds", "1",
-                    extra_path=planted_path)
+    done = mixbench("sweep", "--device", "cpu", "--mixers", FAULTS, "--seq-lens", "16,64,128", "--dims", "8",
+                    "--modes", "forward", "--out", str(run_dir), "--timeout", "8", "--budget", "0.02", "--no-report",
+                    "--rounds", "1", extra_path=planted_path)
     assert done.returncode == 0, done.stderr
     rows = {(row["mixer"], int(row["seq_len"])): row for row in read_rows(run_dir)}
     assert len(rows) == 15
@@ -122,8 +122,9 @@ def test_the_same_sweep_again_measures_nothing_and_a_mixer_edited_since_is_measu
     source = (Path(__file__).parents[2] / "plugins" / "planted_mixers.py").read_text()
     (plugin / "planted_mixers.py").write_text(source)
     run_dir = calibrated(tmp_path / "run")
-    args = ("sweep", "--device", "cpu", "--mixers", "planted-identity", "--seq-lens", "8", "--dims", "4", "--modes", "forward",
-            "--budget", "0.01", "--min-reps", "3", "--rounds", "1", "--out", str(run_dir), "--no-report")
+    args = ("sweep", "--device", "cpu", "--mixers", "planted-identity", "--seq-lens", "8", "--dims", "4",
+            "--modes", "forward", "--budget", "0.01", "--min-reps", "3", "--rounds", "1", "--out", str(run_dir),
+            "--no-report")
     first = mixbench(*args, extra_path=plugin)
     assert first.returncode == 0, first.stderr
     again = mixbench(*args, extra_path=plugin)

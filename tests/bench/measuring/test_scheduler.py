@@ -531,7 +531,8 @@ def test_a_point_with_only_some_rounds_logged_is_not_settled_and_a_later_failure
     with RunFolder(tmp_path) as folder:
         RoundLog(folder, [point], 3, PEAKS).add(point, 1, fake_reply(point, "", "ok"), Slot(0))
         book = RoundLog(folder, [point], 3, PEAKS)
-        assert book.recover_unwritten_rows([point]) == [] and book.missing(point) == [2, 3]  # one ok round of three: measure on
+        # one ok round of three: measure on
+        assert book.recover_unwritten_rows([point]) == [] and book.missing(point) == [2, 3]
         book.add(point, 2, fake_reply(point, "", "oom"), Slot(0))  # its row's write is lost
         [row] = RoundLog(folder, [point], 3, PEAKS).recover_unwritten_rows([point])
         assert row["status"] == "oom" and row["error"].startswith("round 2 of 3: ")
