@@ -10,43 +10,29 @@ across the sequence. Every mixer subclasses `TokenMixer` and registers itself by
 
 Every module in this folder whose name does not start with `_` is imported when `mixers` is, so a new
 mixer is one new file. Mixers in other installed packages register through the entry-point group
-`mixbench.mixers`. The registry is a plain name -> class map: `available()`, `get()`, `build()`.
+`mixbench.mixers`. The registry is a plain name -> class map: `available()`, `get()`, `build()`; it is
+`mixbench_registry.Registry`, the one the tasks (`bench.tasks`) use too.
 
 This package never imports `bench`: the data path runs one way (mixers -> bench).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import warnings
-from importlib import metadata
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from mixbench_registry import SUPPORTED, Registry, Support
+
 __all__ = [
-    "CPU_DTYPES", "CUDA_DTYPES", "Cost", "Support", "TokenMixer", "UnknownMixerError",
+    "CPU_DTYPES", "CUDA_DTYPES", "Cost", "REGISTRY", "Support", "TokenMixer", "UnknownMixerError",
     "UnsupportedError", "available", "build", "clear_caches", "get", "mode_cost", "register",
 ]
 
 CPU_DTYPES = (torch.float32, torch.float64)
 CUDA_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
 ENTRY_POINT_GROUP = "mixbench.mixers"
-
-
-class Support(NamedTuple):
-    """Whether a mixer can run a point, and if not, why. Truthy when it can."""
-
-    ok: bool
-    reason: str = ""
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-
-SUPPORTED = Support(True)
 
 
 class Cost(NamedTuple):
@@ -153,39 +139,10 @@ def mode_cost(flops: int, bytes_min: int, params: int, itemsize: int, mode: str)
     return Cost(flops * (3 if params else 2), 2 * bytes_min + params * itemsize)
 
 
-_REGISTRY: dict[str, type[TokenMixer]] = {}
-
-
-def register(name: str):
-    """Class decorator: register a `TokenMixer` subclass under `name`; refuses mistakes at import."""
-
-    def decorate(cls):
-        if not (isinstance(cls, type) and issubclass(cls, TokenMixer)):
-            raise TypeError(f"cannot register {cls!r} as mixer {name!r}: it does not subclass mixers.TokenMixer")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            taken = _REGISTRY[name]
-            raise ValueError(f"mixer name {name!r} is taken by {taken.__module__}.{taken.__qualname__}; "
-                             f"cannot register {cls.__module__}.{cls.__qualname__} under it")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register() takes a non-empty mixer name, got {name!r}")
-    return decorate
-
-
-def available() -> list[str]:
-    """Sorted names of every registered mixer."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> type[TokenMixer]:
-    """The class registered under `name`; an unknown name's error lists the available ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownMixerError(f"unknown mixer {name!r} (available: {', '.join(available())})") from None
+REGISTRY = Registry("mixer", TokenMixer, ENTRY_POINT_GROUP, UnknownMixerError)
+register = REGISTRY.register
+available = REGISTRY.available
+get = REGISTRY.get
 
 
 def build(name: str, seq_len: int, dim: int, *, dtype: torch.dtype | None = None,
@@ -215,20 +172,5 @@ def clear_caches() -> None:
     _spectral.clear_caches()
 
 
-def _import_builtins() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
-
-
-def _load_entry_points() -> None:
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            entry_point.load()
-        except Exception as exc:  # another package's bug must not take the harness down
-            warnings.warn(f"mixbench: could not load mixer plugin {entry_point.name!r} "
-                          f"({entry_point.value}): {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
-
-
-_import_builtins()
-_load_entry_points()
+REGISTRY.import_all(__name__, __path__)
+REGISTRY.load_entry_points()
