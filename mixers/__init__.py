@@ -76,15 +76,28 @@ class TokenMixer(nn.Module):
     @classmethod
     def supports(cls, seq_len: int, dim: int, dtype: torch.dtype = torch.float32,
                  device: str | torch.device = "cpu", **options) -> Support:
-        """Whether this mixer can run the point; the default checks sizes and the device's dtypes."""
+        """Whether this mixer can run the point: positive sizes, a dtype the device runs, then `check()`.
+
+        Subclasses state their own constraints in `check()` and leave this method alone.
+        """
         if int(seq_len) < 1 or int(dim) < 1:
             return Support(False, f"seq_len and dim must be positive, got seq_len={seq_len}, dim={dim}")
-        device_type = torch.device(device).type
-        allowed = CPU_DTYPES if device_type == "cpu" else CUDA_DTYPES
+        device = torch.device(device)
+        allowed = CPU_DTYPES if device.type == "cpu" else CUDA_DTYPES
         if dtype not in allowed:
             names = ", ".join(_dtype_name(d) for d in allowed)
-            return Support(False, f"{_dtype_name(dtype)} is not supported on {device_type} (allowed: {names})")
-        return SUPPORTED
+            return Support(False, f"{_dtype_name(dtype)} is not supported on {device.type} (allowed: {names})")
+        reason = cls.check(seq_len, dim, dtype, device, **options)
+        return Support(False, reason) if reason else SUPPORTED
+
+    @classmethod
+    def check(cls, seq_len: int, dim: int, dtype: torch.dtype, device: torch.device, **options) -> str | None:
+        """Why this mixer cannot run the point (one line: what is refused and what is allowed), or None.
+
+        Called by `supports()` after its generic checks (positive sizes, a dtype the device runs), so a
+        subclass states only its own constraints here; the base has none.
+        """
+        return None
 
     @classmethod
     def compute_dtype(cls, dtype: torch.dtype, device: str | torch.device = "cpu", *,

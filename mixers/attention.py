@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -37,11 +36,10 @@ class Attention(mixers.TokenMixer):
         return f"{super().extra_repr()}, heads={self.heads}, head_dim={self.head_dim}"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", head_dim=64, **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if support and (head_dim < 1 or dim % head_dim):
-            return mixers.Support(False, f"{cls.name} needs dim divisible by head_dim={head_dim}, got dim={dim}")
-        return support
+    def check(cls, seq_len, dim, dtype, device, head_dim=64, **options):
+        if head_dim < 1 or dim % head_dim:
+            return f"{cls.name} needs dim divisible by head_dim={head_dim}, got dim={dim}"
+        return None
 
     @classmethod
     def param_count(cls, seq_len, dim, **options):

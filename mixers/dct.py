@@ -216,11 +216,10 @@ class DCTMixer(mixers.TokenMixer):
         return f"{super().extra_repr()}, method={self.method!r}"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", method="auto", **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if support and method not in METHODS:
-            return mixers.Support(False, f"dct method must be one of {', '.join(METHODS)}, got {method!r}")
-        return support
+    def check(cls, seq_len, dim, dtype, device, method="auto", **options):
+        if method not in METHODS:
+            return f"dct method must be one of {', '.join(METHODS)}, got {method!r}"
+        return None
 
     @classmethod
     def compute_dtype(cls, dtype, device="cpu", *, seq_len=None, dim=None, method="auto", **options):

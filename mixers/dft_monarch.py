@@ -106,12 +106,8 @@ class DFTMonarchMixer(mixers.TokenMixer):
     constraints = "each length N1·N2 with both factors ≥ √N/4 (no primes ≥ 17)"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if not support:
-            return support
-        reason = refusal(int(seq_len), "seq_len") or refusal(int(dim), "dim")
-        return mixers.Support(False, reason) if reason else support
+    def check(cls, seq_len, dim, dtype, device, **options):
+        return refusal(int(seq_len), "seq_len") or refusal(int(dim), "dim") or None
 
     @staticmethod
     def factors(seq_len, dim):

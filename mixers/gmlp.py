@@ -35,12 +35,10 @@ class SpatialGatingUnit(mixers.TokenMixer):
         self.proj = nn.Linear(half, dim)
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if support and dim % 2:
-            return mixers.Support(False, f"gmlp splits the channels into two halves, so dim must be even, "
-                                         f"got dim={dim}")
-        return support
+    def check(cls, seq_len, dim, dtype, device, **options):
+        if dim % 2:
+            return f"gmlp splits the channels into two halves, so dim must be even, got dim={dim}"
+        return None
 
     @classmethod
     def param_count(cls, seq_len, dim, **options):

@@ -49,15 +49,12 @@ class HadamardMixer(mixers.TokenMixer):
     constraints = "seq_len and dim powers of two"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if not support:
-            return support
+    def check(cls, seq_len, dim, dtype, device, **options):
         bad = [f"{name}={value}" for name, value in (("seq_len", seq_len), ("dim", dim))
                if not _spectral.is_pow2(int(value))]
         if bad:
-            return mixers.Support(False, f"hadamard needs seq_len and dim to be powers of two, got {', '.join(bad)}")
-        return support
+            return f"hadamard needs seq_len and dim to be powers of two, got {', '.join(bad)}"
+        return None
 
     @classmethod
     def flops(cls, seq_len, dim, batch=1, **options):

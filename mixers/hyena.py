@@ -85,12 +85,10 @@ class Hyena(mixers.TokenMixer):
         return f"{super().extra_repr()}, causal={self.causal}, filter_order={self.filter_order}"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", causal=False, filter_order=64, **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if support and not (isinstance(filter_order, int) and filter_order >= 1):
-            return mixers.Support(False, f"hyena needs filter_order ≥ 1 (the filter MLP's width), "
-                                         f"got {filter_order!r}")
-        return support
+    def check(cls, seq_len, dim, dtype, device, causal=False, filter_order=64, **options):
+        if not (isinstance(filter_order, int) and filter_order >= 1):
+            return f"hyena needs filter_order ≥ 1 (the filter MLP's width), got {filter_order!r}"
+        return None
 
     @classmethod
     def param_count(cls, seq_len, dim, causal=False, filter_order=64, **options):

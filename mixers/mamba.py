@@ -136,23 +136,19 @@ class Mamba(mixers.TokenMixer):
                 f"scan_path={self.scan_path or 'not run yet'}")
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", d_state=16, expand=2, d_conv=4,
-                 chunk_len=None, kernel="auto", **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if not support:
-            return support
+    def check(cls, seq_len, dim, dtype, device, d_state=16, expand=2, d_conv=4, chunk_len=None, kernel="auto",
+              **options):
         sizes = {"d_state": d_state, "expand": expand, "d_conv": d_conv}
         if chunk_len is not None:
             sizes["chunk_len"] = chunk_len
         bad = [f"{name}={value!r}" for name, value in sizes.items() if not (isinstance(value, int) and value >= 1)]
         if bad:
-            return mixers.Support(False, f"mamba needs positive integers for {', '.join(sizes)}, got {', '.join(bad)}")
+            return f"mamba needs positive integers for {', '.join(sizes)}, got {', '.join(bad)}"
         if kernel not in KERNELS:
-            return mixers.Support(False, f"mamba: unknown kernel {kernel!r} (allowed: {', '.join(KERNELS)})")
-        if kernel == "cuda" and (torch.device(device).type != "cuda" or fused_scan() is None):
-            return mixers.Support(False, "mamba kernel='cuda' needs a CUDA device and an importable mamba_ssm "
-                                         "(use kernel='chunked' or 'auto')")
-        return support
+            return f"mamba: unknown kernel {kernel!r} (allowed: {', '.join(KERNELS)})"
+        if kernel == "cuda" and (device.type != "cuda" or fused_scan() is None):
+            return "mamba kernel='cuda' needs a CUDA device and an importable mamba_ssm (use kernel='chunked' or 'auto')"
+        return None
 
     @classmethod
     def param_count(cls, seq_len, dim, d_state=16, expand=2, d_conv=4, **options):

@@ -37,11 +37,10 @@ class MLPMixer(mixers.TokenMixer):
         return f"{super().extra_repr()}, expansion={self.expansion}"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", expansion=2, **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if support and not expansion > 0:
-            return mixers.Support(False, f"mlp-mixer needs expansion > 0, got expansion={expansion}")
-        return support
+    def check(cls, seq_len, dim, dtype, device, expansion=2, **options):
+        if not expansion > 0:
+            return f"mlp-mixer needs expansion > 0, got expansion={expansion}"
+        return None
 
     @classmethod
     def param_count(cls, seq_len, dim, expansion=2, **options):
