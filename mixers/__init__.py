@@ -24,14 +24,17 @@ import torch
 from torch import nn
 
 from mixbench_registry import SUPPORTED, Registry, Support
+from mixers import _cache
 
 __all__ = [
-    "CPU_DTYPES", "CUDA_DTYPES", "Cost", "REGISTRY", "Support", "TokenMixer", "UnknownMixerError",
-    "UnsupportedError", "available", "build", "clear_caches", "get", "mode_cost", "register",
+    "CPU_DTYPES", "CUDA_DTYPES", "Cost", "HALF_DTYPES", "REGISTRY", "Support", "TokenMixer", "UnknownMixerError",
+    "UnsupportedError", "available", "build", "cached_tensors", "clear_caches", "get", "held_bytes",
+    "held_tensors", "mode_cost", "register",
 ]
 
 CPU_DTYPES = (torch.float32, torch.float64)
 CUDA_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+HALF_DTYPES = (torch.bfloat16, torch.float16)  # what FFT-based mixers and scans upcast to float32
 ENTRY_POINT_GROUP = "mixbench.mixers"
 
 
@@ -175,14 +178,39 @@ def build(name: str, seq_len: int, dim: int, *, dtype: torch.dtype | None = None
 
 
 def clear_caches() -> None:
-    """Free the constants mixers cache across calls (transform matrices, gather indices).
+    """Free the constants mixers cache across calls (transform matrices, twiddles, gather indices).
 
     A sweep calls this between points, so one mixer's cached matrices (dft-matrix at 32k tokens
     holds gigabytes) neither count against the next point's memory nor push it out of memory.
     """
-    from mixers import _spectral
+    _cache.clear_caches()
 
-    _spectral.clear_caches()
+
+def cached_tensors() -> list[torch.Tensor]:
+    """Every tensor the mixers' caches hold now (tables built on a first call and kept for the next).
+
+    The caches are shared by all mixers and keyed by size, dtype and device; after `clear_caches()`
+    and one mixer's calls, they hold exactly what that mixer built.
+    """
+    return _cache.cached_tensors()
+
+
+def held_tensors(*modules: nn.Module) -> list[torch.Tensor]:
+    """Every tensor kept between calls: the modules' parameters and buffers, and every cached tensor.
+
+    One tensor per storage (a view and its base, or a parameter shared by two modules, count once).
+    """
+    tensors = [t for module in modules for t in (*module.parameters(), *module.buffers())]
+    unique = {}
+    for tensor in [*tensors, *cached_tensors()]:
+        storage = tensor.untyped_storage()
+        unique.setdefault((tensor.device, storage.data_ptr(), storage.nbytes()), tensor)
+    return list(unique.values())
+
+
+def held_bytes(*modules: nn.Module) -> int:
+    """Bytes of `held_tensors(*modules)`: whole storages, each counted once."""
+    return sum(tensor.untyped_storage().nbytes() for tensor in held_tensors(*modules))
 
 
 REGISTRY.import_all(__name__, __path__)

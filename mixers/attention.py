@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixers
-from mixers import _spectral
+from mixers import _cost
 
 
 @mixers.register("attention")
@@ -48,8 +48,8 @@ class Attention(mixers.TokenMixer):
     @classmethod
     def flops(cls, seq_len, dim, batch=1, head_dim=64, **options):
         heads = dim // head_dim
-        projections = _spectral.matmul_flops(seq_len, dim, 3 * dim) + _spectral.matmul_flops(seq_len, dim, dim)
-        scores_and_values = 2 * heads * _spectral.matmul_flops(seq_len, head_dim, seq_len)
+        projections = _cost.matmul_flops(seq_len, dim, 3 * dim) + _cost.matmul_flops(seq_len, dim, dim)
+        scores_and_values = 2 * heads * _cost.matmul_flops(seq_len, head_dim, seq_len)
         # bias adds (4·n·d); softmax: max, subtract, exp, sum, divide per score (the scaling folds in)
         elementwise = 4 * seq_len * dim + 5 * heads * seq_len * seq_len
         return batch * (projections + scores_and_values + elementwise)

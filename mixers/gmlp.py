@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 import mixers
-from mixers import _spectral
+from mixers import _cost
 
 
 @mixers.register("gmlp")
@@ -53,7 +53,7 @@ class SpatialGatingUnit(mixers.TokenMixer):
     def matmul_flops(cls, seq_len, dim):
         """W (n × n) over d/2 channels, and the projection d/2 → d."""
         half = dim // 2
-        return _spectral.matmul_flops(seq_len, seq_len, half) + _spectral.matmul_flops(seq_len, half, dim)
+        return _cost.matmul_flops(seq_len, seq_len, half) + _cost.matmul_flops(seq_len, half, dim)
 
     @classmethod
     def elementwise_flops(cls, seq_len, dim):

@@ -15,7 +15,7 @@ import math
 import torch
 
 import mixers
-from mixers import _spectral
+from mixers import _cache, _spectral
 
 # Largest factor 2^7. On CPU (2 cores, float32, batch 4, dim 512) factors of 2^5 to 2^7 are within
 # noise of each other and 2-4x faster than radix-2 butterflies (a memory pass per level); 2^4 adds
@@ -33,7 +33,7 @@ def factors(length: int) -> list[int]:
     return [2 ** size for size in sizes]
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def hadamard_matrix(length):
     """Sylvester-ordered H_length / √length (symmetric, orthonormal)."""
     matrix = torch.ones(1, 1, dtype=torch.float64)

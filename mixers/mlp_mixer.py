@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixers
-from mixers import _spectral
+from mixers import _cost
 
 
 def hidden_size(seq_len: int, expansion: float) -> int:
@@ -50,7 +50,7 @@ class MLPMixer(mixers.TokenMixer):
     @classmethod
     def flops(cls, seq_len, dim, batch=1, expansion=2, **options):
         hidden = hidden_size(seq_len, expansion)
-        matmuls = _spectral.matmul_flops(hidden, seq_len, dim) + _spectral.matmul_flops(seq_len, hidden, dim)
+        matmuls = _cost.matmul_flops(hidden, seq_len, dim) + _cost.matmul_flops(seq_len, hidden, dim)
         # bias adds (hidden·d + n·d) and GELU, x·½·(1 + erf(x/√2)): 5 elementwise ops per hidden value
         elementwise = hidden * dim + seq_len * dim + 5 * hidden * dim
         return batch * (matmuls + elementwise)

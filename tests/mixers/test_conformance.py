@@ -4,7 +4,6 @@ import pytest
 import torch
 
 import mixers
-from mixers import _spectral
 
 # Small shapes; each mixer gets the first one it supports (attention needs dim % 64 == 0, hadamard powers of two).
 CANDIDATE_SHAPES = [(16, 64), (16, 128), (8, 64), (15, 12)]
@@ -78,7 +77,7 @@ def test_samples_in_a_batch_do_not_influence_each_other(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_runs_in_inference_mode_then_trains(name):
     # Cached constants built under inference_mode must still be usable in a backward later.
-    _spectral.clear_caches()
+    mixers.clear_caches()
     module, x = make(name)
     with torch.inference_mode():
         module(x)

@@ -4,7 +4,7 @@ The counter sees matrix products (mm, bmm, addmm, baddbmm, attention kernels) an
 for matmul-based mixers counted ≤ analytic ≤ 1.10 × counted: the analytic count also includes the
 elementwise work the counter ignores (bias adds, GELU, softmax, twiddles). FFTs and pooling are not
 counted at all, so the mixers built on them (fft, hartley, the dct's FFT path, gfnet, pool) are checked
-against counts worked out by hand from the conventions in mixers/_spectral.py.
+against counts worked out by hand from the conventions in mixers/_cost.py.
 """
 
 import math
@@ -95,13 +95,13 @@ def test_hand_counted_flops(name, options, seq_len, dim, batch, expected):
 
 
 def test_the_helpers_that_shape_the_counts():
-    from mixers import _spectral, dft_monarch, hadamard, mamba, mlp_mixer
+    from mixers import _cost, _spectral, dft_monarch, hadamard, mamba, mlp_mixer
 
     assert [_spectral.is_pow2(k) for k in (0, 1, 2, 3, 4, 6, 8, 1 << 20)] == [False, True, True, False, True, False,
                                                                                  True, True]
-    assert (_spectral.fft_flops(1), _spectral.fft_flops(2), _spectral.fft_flops(8, 3)) == (0.0, 10.0, 360.0)
-    assert _spectral.rfft_flops(8, 3) == 180.0 and _spectral.rfft_flops(8) == 60.0  # one, unless told more
-    assert _spectral.matmul_flops(2, 3, 4) == 48
+    assert (_cost.fft_flops(1), _cost.fft_flops(2), _cost.fft_flops(8, 3)) == (0.0, 10.0, 360.0)
+    assert _cost.rfft_flops(8, 3) == 180.0 and _cost.rfft_flops(8) == 60.0  # one, unless told more
+    assert _cost.matmul_flops(2, 3, 4) == 48
     # Kronecker factors of at most 2^7, as even as they come
     assert [hadamard.factors(n) for n in (1, 2, 128, 256, 512, 1 << 15)] == [[], [2], [128], [16, 16], [32, 16],
                                                                              [32, 32, 32]]
