@@ -14,6 +14,7 @@ PyTorch's defaults.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import mixers
@@ -62,9 +63,7 @@ class SpatialGatingUnit(mixers.TokenMixer):
         return seq_len * (dim // 2) * (7 + 1 + 1) + seq_len * dim
 
     def forward(self, x):
-        *batch, seq_len, dim = x.shape
         u, v = x.chunk(2, dim=-1)
-        v = self.norm(v).reshape(-1, seq_len, dim // 2)
-        # W @ V per sample, the token bias added as a column in the same call
-        gate = torch.baddbmm(self.seq_bias[:, None], self.seq_weight.expand(v.shape[0], -1, -1), v)
-        return self.proj(u * gate.view(u.shape))
+        # W·LN(V) + b as one product over every sample's channels (LN(V)ᵀ Wᵀ + b), not one per sample
+        gate = F.linear(self.norm(v).transpose(-1, -2), self.seq_weight, self.seq_bias).transpose(-1, -2)
+        return self.proj(u * gate)
