@@ -41,11 +41,13 @@ def test_analytic_flops_match_the_counter(name, options):
     cls = mixers.get(name)
     seq_len, dim = next((n, d) for n, d in CANDIDATE_SHAPES if cls.supports(n, d, **options))
     batch = 3
+    analytic = cls.flops(seq_len, dim, batch, **options)
+    if analytic == 0:
+        pytest.skip(f"{name}: flops() is 0, which means unknown by contract (its roofline is reported as unknown)")
     counted = counted_flops(name, seq_len, dim, batch, **options)
     if counted == 0 and not cls.__module__.startswith("mixers."):
         pytest.skip(f"{name}: FlopCounterMode counts none of its work (FFTs, pooling), so it sees nothing to compare")
     assert counted > 0, f"the counter sees nothing of {name}: count it by hand in test_hand_counted_flops"
-    analytic = cls.flops(seq_len, dim, batch, **options)
     assert counted <= analytic <= 1.10 * counted, (counted, analytic)
 
 
