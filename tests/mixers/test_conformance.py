@@ -1,4 +1,6 @@
-"""Every registered mixer — built in, README example, or added later — against the contract in DESIGN.md."""
+"""Every registered mixer — built in, README example, or added later — against the TokenMixer contract: same
+shape, dtype and device out; gradients to the input and every parameter; samples independent; class methods
+that answer without building; refusals with a reason that build() raises."""
 
 import pytest
 import torch

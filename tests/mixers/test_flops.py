@@ -18,7 +18,7 @@ import mixers
 
 CANDIDATE_SHAPES = [(64, 64), (64, 128), (32, 64)]  # large enough that elementwise work stays small
 # FFT convolutions or an elementwise scan, which the counter cannot see, are over 10% of these mixers'
-# FLOPs; tests/mixers/test_new_mixers.py compares their matrix products with the counter exactly.
+# FLOPs; tests/mixers/test_math_successors.py compares their matrix products with the counter exactly.
 MATMUL_PART_ONLY = {"hyena", "mamba"}
 # The counter sees none of their work (FFTs, pooling); test_hand_counted_flops below counts them instead.
 COUNTER_BLIND = {"fft", "hartley", "gfnet", "pool"}
