@@ -10,43 +10,32 @@ across the sequence. Every mixer subclasses `TokenMixer` and registers itself by
 
 Every module in this folder whose name does not start with `_` is imported when `mixers` is, so a new
 mixer is one new file. Mixers in other installed packages register through the entry-point group
-`mixbench.mixers`. The registry is a plain name -> class map: `available()`, `get()`, `build()`.
+`mixbench.mixers`. The registry is a plain name -> class map: `available()`, `get()`, `build()`; it is
+`mixbench_registry.Registry`, the one the tasks (`bench.tasks`) use too.
 
 This package never imports `bench`: the data path runs one way (mixers -> bench).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
-import warnings
-from importlib import metadata
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from mixbench_registry import SUPPORTED, Registry, Support
+from mixers import _cache
+
 __all__ = [
-    "CPU_DTYPES", "CUDA_DTYPES", "Cost", "Support", "TokenMixer", "UnknownMixerError",
-    "UnsupportedError", "available", "build", "clear_caches", "get", "mode_cost", "register",
+    "CPU_DTYPES", "CUDA_DTYPES", "Cost", "HALF_DTYPES", "REGISTRY", "Support", "TokenMixer", "UnknownMixerError",
+    "UnsupportedError", "available", "build", "cached_tensors", "clear_caches", "get", "held_bytes",
+    "held_tensors", "mode_cost", "register",
 ]
 
 CPU_DTYPES = (torch.float32, torch.float64)
 CUDA_DTYPES = (torch.float32, torch.float64, torch.bfloat16, torch.float16)
+HALF_DTYPES = (torch.bfloat16, torch.float16)  # what FFT-based mixers and scans upcast to float32
 ENTRY_POINT_GROUP = "mixbench.mixers"
-
-
-class Support(NamedTuple):
-    """Whether a mixer can run a point, and if not, why. Truthy when it can."""
-
-    ok: bool
-    reason: str = ""
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-
-SUPPORTED = Support(True)
 
 
 class Cost(NamedTuple):
@@ -90,15 +79,28 @@ class TokenMixer(nn.Module):
     @classmethod
     def supports(cls, seq_len: int, dim: int, dtype: torch.dtype = torch.float32,
                  device: str | torch.device = "cpu", **options) -> Support:
-        """Whether this mixer can run the point; the default checks sizes and the device's dtypes."""
+        """Whether this mixer can run the point: positive sizes, a dtype the device runs, then `check()`.
+
+        Subclasses state their own constraints in `check()` and leave this method alone.
+        """
         if int(seq_len) < 1 or int(dim) < 1:
             return Support(False, f"seq_len and dim must be positive, got seq_len={seq_len}, dim={dim}")
-        device_type = torch.device(device).type
-        allowed = CPU_DTYPES if device_type == "cpu" else CUDA_DTYPES
+        device = torch.device(device)
+        allowed = CPU_DTYPES if device.type == "cpu" else CUDA_DTYPES
         if dtype not in allowed:
             names = ", ".join(_dtype_name(d) for d in allowed)
-            return Support(False, f"{_dtype_name(dtype)} is not supported on {device_type} (allowed: {names})")
-        return SUPPORTED
+            return Support(False, f"{_dtype_name(dtype)} is not supported on {device.type} (allowed: {names})")
+        reason = cls.check(seq_len, dim, dtype, device, **options)
+        return Support(False, reason) if reason else SUPPORTED
+
+    @classmethod
+    def check(cls, seq_len: int, dim: int, dtype: torch.dtype, device: torch.device, **options) -> str | None:
+        """Why this mixer cannot run the point (one line: what is refused and what is allowed), or None.
+
+        Called by `supports()` after its generic checks (positive sizes, a dtype the device runs), so a
+        subclass states only its own constraints here; the base has none.
+        """
+        return None
 
     @classmethod
     def compute_dtype(cls, dtype: torch.dtype, device: str | torch.device = "cpu", *,
@@ -153,39 +155,10 @@ def mode_cost(flops: int, bytes_min: int, params: int, itemsize: int, mode: str)
     return Cost(flops * (3 if params else 2), 2 * bytes_min + params * itemsize)
 
 
-_REGISTRY: dict[str, type[TokenMixer]] = {}
-
-
-def register(name: str):
-    """Class decorator: register a `TokenMixer` subclass under `name`; refuses mistakes at import."""
-
-    def decorate(cls):
-        if not (isinstance(cls, type) and issubclass(cls, TokenMixer)):
-            raise TypeError(f"cannot register {cls!r} as mixer {name!r}: it does not subclass mixers.TokenMixer")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            taken = _REGISTRY[name]
-            raise ValueError(f"mixer name {name!r} is taken by {taken.__module__}.{taken.__qualname__}; "
-                             f"cannot register {cls.__module__}.{cls.__qualname__} under it")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register() takes a non-empty mixer name, got {name!r}")
-    return decorate
-
-
-def available() -> list[str]:
-    """Sorted names of every registered mixer."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> type[TokenMixer]:
-    """The class registered under `name`; an unknown name's error lists the available ones."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise UnknownMixerError(f"unknown mixer {name!r} (available: {', '.join(available())})") from None
+REGISTRY = Registry("mixer", TokenMixer, ENTRY_POINT_GROUP, UnknownMixerError)
+register = REGISTRY.register
+available = REGISTRY.available
+get = REGISTRY.get
 
 
 def build(name: str, seq_len: int, dim: int, *, dtype: torch.dtype | None = None,
@@ -205,30 +178,40 @@ def build(name: str, seq_len: int, dim: int, *, dtype: torch.dtype | None = None
 
 
 def clear_caches() -> None:
-    """Free the constants mixers cache across calls (transform matrices, gather indices).
+    """Free the constants mixers cache across calls (transform matrices, twiddles, gather indices).
 
     A sweep calls this between points, so one mixer's cached matrices (dft-matrix at 32k tokens
     holds gigabytes) neither count against the next point's memory nor push it out of memory.
     """
-    from mixers import _spectral
-
-    _spectral.clear_caches()
+    _cache.clear_caches()
 
 
-def _import_builtins() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
+def cached_tensors() -> list[torch.Tensor]:
+    """Every tensor the mixers' caches hold now (tables built on a first call and kept for the next).
+
+    The caches are shared by all mixers and keyed by size, dtype and device; after `clear_caches()`
+    and one mixer's calls, they hold exactly what that mixer built.
+    """
+    return _cache.cached_tensors()
 
 
-def _load_entry_points() -> None:
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            entry_point.load()
-        except Exception as exc:  # another package's bug must not take the harness down
-            warnings.warn(f"mixbench: could not load mixer plugin {entry_point.name!r} "
-                          f"({entry_point.value}): {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
+def held_tensors(*modules: nn.Module) -> list[torch.Tensor]:
+    """Every tensor kept between calls: the modules' parameters and buffers, and every cached tensor.
+
+    One tensor per storage (a view and its base, or a parameter shared by two modules, count once).
+    """
+    tensors = [t for module in modules for t in (*module.parameters(), *module.buffers())]
+    unique = {}
+    for tensor in [*tensors, *cached_tensors()]:
+        storage = tensor.untyped_storage()
+        unique.setdefault((tensor.device, storage.data_ptr(), storage.nbytes()), tensor)
+    return list(unique.values())
 
 
-_import_builtins()
-_load_entry_points()
+def held_bytes(*modules: nn.Module) -> int:
+    """Bytes of `held_tensors(*modules)`: whole storages, each counted once."""
+    return sum(tensor.untyped_storage().nbytes() for tensor in held_tensors(*modules))
+
+
+REGISTRY.import_all(__name__, __path__)
+REGISTRY.load_entry_points()

@@ -1,26 +1,18 @@
-"""Helpers shared by the parameter-free transforms: cached transform matrices, the Hermitian mirror
-that turns a half spectrum into a full real output, the half-precision upcast rule, the custom
-backward of linear maps with a known adjoint, and the FLOP conventions every mixer's `flops()` uses.
+"""Helpers shared by the transforms (FFT, DFT, DCT, Hadamard): exact DFT angles, the half-precision
+upcast rule of FFTs, the Hermitian mirror that turns a half spectrum into a full real output, index
+gathers, and the custom backward of linear maps with a known adjoint.
 
-FLOP conventions (analytic, per forward call):
-- a complex FFT of length k costs 5·k·log2(k); a real-input FFT about half, 2.5·k·log2(k)
-  (the textbook radix-2 counts, also used for lengths that are not powers of two);
-- a matrix product (m×k)·(k×n) costs 2·m·n·k (a multiply-add is two FLOPs);
-- an elementwise operation costs one FLOP per element, transcendental functions included;
-- copies, gathers and flips cost nothing (they are bytes, not FLOPs).
+The FLOP conventions live in `_cost.py`, the cache of constant tables in `_cache.py`.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
 
-# Transform matrices for the largest sizes are big (dft-matrix at seq_len 16384 in float32: 2 GiB),
-# so the cache is bounded: a sweep keeps only the sizes it has used most recently.
-_CACHE_ENTRIES = 16
-_CACHES = []
+import mixers
+from mixers import _cache
 
 
 def is_pow2(k: int) -> bool:
@@ -30,28 +22,6 @@ def is_pow2(k: int) -> bool:
 def index_dtype(source_numel: int) -> torch.dtype:
     """int32 indices where they reach (half the memory and traffic of int64)."""
     return torch.int32 if source_numel < 2 ** 31 else torch.int64
-
-
-def tensor_cache(build):
-    """Decorate `build(*sizes) -> CPU tensor` (float64, complex128 or int64) to return it cast, moved and
-    cached per (sizes, dtype, device)."""
-
-    @functools.lru_cache(maxsize=_CACHE_ENTRIES)
-    def cached(*sizes, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        # Built outside inference mode: a cached inference tensor could not be saved for backward later.
-        with torch.inference_mode(False), torch.no_grad():
-            return build(*sizes).to(device=device, dtype=dtype).contiguous()
-
-    cached.__doc__ = build.__doc__
-    cached.__wrapped__ = build
-    _CACHES.append(cached)
-    return cached
-
-
-def clear_caches() -> None:
-    """Drop every cached matrix and index (frees their memory; the next call rebuilds them)."""
-    for cached in _CACHES:
-        cached.cache_clear()
 
 
 def angles(rows, cols, period: int) -> torch.Tensor:
@@ -67,8 +37,6 @@ def angles(rows, cols, period: int) -> torch.Tensor:
 
 # --- half precision -----------------------------------------------------------------------------
 
-HALF_DTYPES = (torch.bfloat16, torch.float16)
-
 
 def fft_compute_dtype(dtype: torch.dtype, device, sizes) -> torch.dtype:
     """The dtype an FFT of `sizes` runs in for input `dtype`.
@@ -77,7 +45,7 @@ def fft_compute_dtype(dtype: torch.dtype, device, sizes) -> torch.dtype:
     sizes (None) count as not powers of two: the answer states an upcast that may happen rather
     than hide one.
     """
-    if dtype not in HALF_DTYPES:
+    if dtype not in mixers.HALF_DTYPES:
         return dtype
     native = (dtype == torch.float16 and torch.device(device).type == "cuda"
               and all(size is not None and is_pow2(int(size)) for size in sizes))
@@ -86,7 +54,7 @@ def fft_compute_dtype(dtype: torch.dtype, device, sizes) -> torch.dtype:
 
 # --- the Hermitian mirror -----------------------------------------------------------------------
 
-@tensor_cache
+@_cache.tensor_cache
 def _mirror_index(seq_len: int, dim: int, mirror_part: int) -> torch.Tensor:
     """Where each output element of a (seq_len, dim) real result lies in view_as_real(half spectrum)."""
     half = dim // 2 + 1
@@ -160,25 +128,3 @@ def self_adjoint(transform, x: torch.Tensor) -> torch.Tensor:
     FFT, mirror gather and scatter (on CPU that replay made a training step ~18x a forward).
     """
     return with_adjoint(transform, transform, x)
-
-
-# --- FLOPs --------------------------------------------------------------------------------------
-
-def fft_flops(length: int, count: int = 1) -> float:
-    """`count` complex FFTs of `length`."""
-    return 5.0 * count * length * math.log2(length) if length > 1 else 0.0
-
-
-def rfft_flops(length: int, count: int = 1) -> float:
-    """`count` real-input FFTs of `length`: half a complex one."""
-    return fft_flops(length, count) / 2
-
-
-def rfft2_flops(seq_len: int, dim: int) -> float:
-    """One (seq_len, dim) rfft2: real FFTs along dim, then complex FFTs over the dim//2+1 kept columns."""
-    return rfft_flops(dim, seq_len) + fft_flops(seq_len, dim // 2 + 1)
-
-
-def matmul_flops(m: int, k: int, n: int) -> int:
-    """(m×k)·(k×n)."""
-    return 2 * m * k * n

@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import math
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 import mixers
-from mixers import _spectral
+from mixers import _cost
 
 
 @mixers.register("attention")
@@ -37,11 +36,10 @@ class Attention(mixers.TokenMixer):
         return f"{super().extra_repr()}, heads={self.heads}, head_dim={self.head_dim}"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", head_dim=64, **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if support and (head_dim < 1 or dim % head_dim):
-            return mixers.Support(False, f"{cls.name} needs dim divisible by head_dim={head_dim}, got dim={dim}")
-        return support
+    def check(cls, seq_len, dim, dtype, device, head_dim=64, **options):
+        if head_dim < 1 or dim % head_dim:
+            return f"{cls.name} needs dim divisible by head_dim={head_dim}, got dim={dim}"
+        return None
 
     @classmethod
     def param_count(cls, seq_len, dim, **options):
@@ -50,8 +48,8 @@ class Attention(mixers.TokenMixer):
     @classmethod
     def flops(cls, seq_len, dim, batch=1, head_dim=64, **options):
         heads = dim // head_dim
-        projections = _spectral.matmul_flops(seq_len, dim, 3 * dim) + _spectral.matmul_flops(seq_len, dim, dim)
-        scores_and_values = 2 * heads * _spectral.matmul_flops(seq_len, head_dim, seq_len)
+        projections = _cost.matmul_flops(seq_len, dim, 3 * dim) + _cost.matmul_flops(seq_len, dim, dim)
+        scores_and_values = 2 * heads * _cost.matmul_flops(seq_len, head_dim, seq_len)
         # bias adds (4·n·d); softmax: max, subtract, exp, sum, divide per score (the scaling folds in)
         elementwise = 4 * seq_len * dim + 5 * heads * seq_len * seq_len
         return batch * (projections + scores_and_values + elementwise)

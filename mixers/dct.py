@@ -27,7 +27,7 @@ import math
 import torch
 
 import mixers
-from mixers import _spectral
+from mixers import _cache, _cost, _spectral
 
 METHODS = ("auto", "fft", "matmul")
 # The matmul costs 2·(n + d) FLOPs per element, the FFT path a few memory passes and log terms, so
@@ -37,7 +37,7 @@ METHODS = ("auto", "fft", "matmul")
 MATMUL_MAX_SUM = 192
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def dct_matrix(length):
     """Orthonormal DCT-II matrix C[k, j] = s_k·cos(π(2j+1)k / 2N), s_0 = √(1/N), s_k = √(2/N)."""
     angle = _spectral.angles(length, 2 * torch.arange(length) + 1, 4 * length)
@@ -56,14 +56,14 @@ def _makhoul_permutation(length):
     return torch.where(j < (length + 1) // 2, 2 * j, 2 * (length - 1 - j) + 1)
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def makhoul_order(seq_len, dim):
     """Flat index of v[j1, j2] = x[p_n(j1), p_d(j2)], p_N = [0, 2, 4, …, …, 5, 3, 1]."""
     order = _makhoul_permutation
     return (order(seq_len)[:, None] * dim + order(dim)[None, :]).reshape(-1)
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def twiddles(seq_len, dim):
     """conj(g·w_d^{k2}) and g·w_d^{-k2} over the half spectrum, stacked: (2, n, d//2+1)."""
     half = dim // 2 + 1
@@ -74,12 +74,12 @@ def twiddles(seq_len, dim):
     return torch.stack([(g * w_d).conj(), g / w_d])
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def negated_rows(seq_len):
     return -torch.arange(seq_len) % seq_len
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def unfold_index(dim):
     """Where out[:, l] lies in a row of view_as_real(R): Re R[l] for l ≤ d/2, Im R[d - l] beyond."""
     l = torch.arange(dim)
@@ -100,7 +100,7 @@ def dct2_fft(x: torch.Tensor) -> torch.Tensor:
     return _spectral.gather(torch.view_as_real(r), 2, unfold_index(dim, dtype=index_dtype, device=device), (dim,))
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def fold_index(dim):
     """Where H[k2] = G[k2] + i·G[d - k2] takes its (re, im) pairs in a row of G, for k2 ≤ d/2.
 
@@ -110,7 +110,7 @@ def fold_index(dim):
     return torch.stack([k2, torch.where(k2 > 0, dim - k2, 0)], dim=-1).reshape(-1)
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def inverse_twiddles(seq_len, dim):
     """t and i·t over the half spectrum, stacked: (2, n, d//2+1), t = w_n^{k1}·w_d^{k2} / (s_{k1}·s_{k2}·n·d).
 
@@ -129,7 +129,7 @@ def inverse_twiddles(seq_len, dim):
     return torch.stack([t, it])
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def makhoul_inverse_order(seq_len, dim):
     """Flat index of x[i1, i2] in irfft2(conj V) = v[-j1, -j2]: at (-p_n⁻¹(i1) mod n, -p_d⁻¹(i2) mod d)."""
     def order(length):
@@ -216,11 +216,10 @@ class DCTMixer(mixers.TokenMixer):
         return f"{super().extra_repr()}, method={self.method!r}"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", method="auto", **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if support and method not in METHODS:
-            return mixers.Support(False, f"dct method must be one of {', '.join(METHODS)}, got {method!r}")
-        return support
+    def check(cls, seq_len, dim, dtype, device, method="auto", **options):
+        if method not in METHODS:
+            return f"dct method must be one of {', '.join(METHODS)}, got {method!r}"
+        return None
 
     @classmethod
     def compute_dtype(cls, dtype, device="cpu", *, seq_len=None, dim=None, method="auto", **options):
@@ -229,14 +228,14 @@ class DCTMixer(mixers.TokenMixer):
             return dtype
         # The FFT path upcasts half precision even where cuFFT could run float16: its twiddle step
         # needs complex32 add/addcmul, which PyTorch's CUDA kernels do not all provide.
-        return torch.float32 if dtype in _spectral.HALF_DTYPES else dtype
+        return torch.float32 if dtype in mixers.HALF_DTYPES else dtype
 
     @classmethod
     def flops(cls, seq_len, dim, batch=1, method="auto", **options):
         if resolve(seq_len, dim, method) == "matmul":
-            return batch * (_spectral.matmul_flops(seq_len, dim, dim) + _spectral.matmul_flops(seq_len, seq_len, dim))
+            return batch * (_cost.matmul_flops(seq_len, dim, dim) + _cost.matmul_flops(seq_len, seq_len, dim))
         # rfft2, then per kept complex value two complex multiplies and an add (6 + 6 + 2)
-        return round(batch * (_spectral.rfft2_flops(seq_len, dim) + 14 * seq_len * (dim // 2 + 1)))
+        return round(batch * (_cost.rfft2_flops(seq_len, dim) + 14 * seq_len * (dim // 2 + 1)))
 
     @classmethod
     def bytes_min(cls, seq_len, dim, batch=1, dtype=torch.float32, method="auto", **options):

@@ -16,17 +16,17 @@ from __future__ import annotations
 import torch
 
 import mixers
-from mixers import _spectral
+from mixers import _cache, _cost, _spectral
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def cos_sin(dim):
     """[C_d | S_d], (d × 2d)."""
     angle = _spectral.angles(dim, dim, dim)
     return torch.cat([torch.cos(angle), torch.sin(angle)], dim=1)
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def cos_minus_sin_interleaved(seq_len):
     """W_n (n × 2n): W[i, 2l] = C_n[i, l], W[i, 2l+1] = −S_n[i, l]."""
     angle = _spectral.angles(seq_len, seq_len, seq_len)
@@ -39,8 +39,8 @@ class DFTMatrixMixer(mixers.TokenMixer):
 
     @classmethod
     def flops(cls, seq_len, dim, batch=1, **options):
-        return batch * (_spectral.matmul_flops(seq_len, dim, 2 * dim)
-                        + _spectral.matmul_flops(seq_len, 2 * seq_len, dim))
+        return batch * (_cost.matmul_flops(seq_len, dim, 2 * dim)
+                        + _cost.matmul_flops(seq_len, 2 * seq_len, dim))
 
     @classmethod
     def bytes_min(cls, seq_len, dim, batch=1, dtype=torch.float32, **options):

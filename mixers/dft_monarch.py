@@ -37,7 +37,7 @@ import math
 import torch
 
 import mixers
-from mixers import _spectral
+from mixers import _cache, _spectral
 
 # A factorisation is refused when its larger factor exceeds BALANCE·√N (N = 2·p, or a prime).
 BALANCE = 4
@@ -64,35 +64,35 @@ def _cos_sin(size):
     return torch.cos(angle), torch.sin(angle)
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def stacked_cos_minus_sin(size):
     """[C; −S] (2·size × size): F_size applied to a real vector, real part above imaginary."""
     cos, sin = _cos_sin(size)
     return torch.cat([cos, -sin], dim=0)
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def complex_block(size):
     """[[C, −S], [S, C]] (2·size × 2·size): [Re | Im] @ it is F_size applied to a complex row vector."""
     cos, sin = _cos_sin(size)
     return torch.cat([torch.cat([cos, -sin], dim=1), torch.cat([sin, cos], dim=1)], dim=0)
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def stacked_cos_sin(size):
     """[C; S] (2·size × size)."""
     cos, sin = _cos_sin(size)
     return torch.cat([cos, sin], dim=0)
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def cos_sin_row(size):
     """[C | S] (size × 2·size): the real part of F_size applied to a complex column, [Re; Im]."""
     cos, sin = _cos_sin(size)
     return torch.cat([cos, sin], dim=1)
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def twiddles(rows, cols, length):
     """W_length^{r·c} as (2, rows, cols): real part, imaginary part."""
     angle = _spectral.angles(rows, cols, length)
@@ -106,12 +106,8 @@ class DFTMonarchMixer(mixers.TokenMixer):
     constraints = "each length N1·N2 with both factors ≥ √N/4 (no primes ≥ 17)"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if not support:
-            return support
-        reason = refusal(int(seq_len), "seq_len") or refusal(int(dim), "dim")
-        return mixers.Support(False, reason) if reason else support
+    def check(cls, seq_len, dim, dtype, device, **options):
+        return refusal(int(seq_len), "seq_len") or refusal(int(dim), "dim") or None
 
     @staticmethod
     def factors(seq_len, dim):

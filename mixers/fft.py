@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 import mixers
-from mixers import _spectral
+from mixers import _cost, _spectral
 
 
 @mixers.register("fft")
@@ -31,7 +31,7 @@ class FourierMixer(mixers.TokenMixer):
 
     @classmethod
     def flops(cls, seq_len, dim, batch=1, **options):
-        return round(batch * _spectral.rfft2_flops(seq_len, dim))
+        return round(batch * _cost.rfft2_flops(seq_len, dim))
 
     def forward(self, x):
         return _spectral.self_adjoint(self._transform, x)

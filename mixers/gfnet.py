@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 import mixers
-from mixers import _spectral
+from mixers import _cost
 
 
 @mixers.register("gfnet")
@@ -31,7 +31,7 @@ class GlobalFilter(mixers.TokenMixer):
 
     @classmethod
     def compute_dtype(cls, dtype, device="cpu", *, seq_len=None, dim=None, **options):
-        return torch.float32 if dtype in _spectral.HALF_DTYPES else dtype
+        return torch.float32 if dtype in mixers.HALF_DTYPES else dtype
 
     @classmethod
     def param_count(cls, seq_len, dim, **options):
@@ -40,7 +40,7 @@ class GlobalFilter(mixers.TokenMixer):
     @classmethod
     def flops(cls, seq_len, dim, batch=1, **options):
         # rfft2, a complex multiply (6 FLOPs) per kept frequency, and irfft2 (the same cost as rfft2)
-        return round(batch * (2 * _spectral.rfft2_flops(seq_len, dim) + 6 * seq_len * (dim // 2 + 1)))
+        return round(batch * (2 * _cost.rfft2_flops(seq_len, dim) + 6 * seq_len * (dim // 2 + 1)))
 
     def forward(self, x):
         seq_len, dim = x.shape[-2:]

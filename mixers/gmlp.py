@@ -14,10 +14,11 @@ PyTorch's defaults.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import mixers
-from mixers import _spectral
+from mixers import _cost
 
 
 @mixers.register("gmlp")
@@ -35,12 +36,10 @@ class SpatialGatingUnit(mixers.TokenMixer):
         self.proj = nn.Linear(half, dim)
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if support and dim % 2:
-            return mixers.Support(False, f"gmlp splits the channels into two halves, so dim must be even, "
-                                         f"got dim={dim}")
-        return support
+    def check(cls, seq_len, dim, dtype, device, **options):
+        if dim % 2:
+            return f"gmlp splits the channels into two halves, so dim must be even, got dim={dim}"
+        return None
 
     @classmethod
     def param_count(cls, seq_len, dim, **options):
@@ -55,7 +54,7 @@ class SpatialGatingUnit(mixers.TokenMixer):
     def matmul_flops(cls, seq_len, dim):
         """W (n × n) over d/2 channels, and the projection d/2 → d."""
         half = dim // 2
-        return _spectral.matmul_flops(seq_len, seq_len, half) + _spectral.matmul_flops(seq_len, half, dim)
+        return _cost.matmul_flops(seq_len, seq_len, half) + _cost.matmul_flops(seq_len, half, dim)
 
     @classmethod
     def elementwise_flops(cls, seq_len, dim):
@@ -64,9 +63,7 @@ class SpatialGatingUnit(mixers.TokenMixer):
         return seq_len * (dim // 2) * (7 + 1 + 1) + seq_len * dim
 
     def forward(self, x):
-        *batch, seq_len, dim = x.shape
         u, v = x.chunk(2, dim=-1)
-        v = self.norm(v).reshape(-1, seq_len, dim // 2)
-        # W @ V per sample, the token bias added as a column in the same call
-        gate = torch.baddbmm(self.seq_bias[:, None], self.seq_weight.expand(v.shape[0], -1, -1), v)
-        return self.proj(u * gate.view(u.shape))
+        # W·LN(V) + b as one product over every sample's channels (LN(V)ᵀ Wᵀ + b), not one per sample
+        gate = F.linear(self.norm(v).transpose(-1, -2), self.seq_weight, self.seq_bias).transpose(-1, -2)
+        return self.proj(u * gate)

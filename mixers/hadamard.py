@@ -15,7 +15,7 @@ import math
 import torch
 
 import mixers
-from mixers import _spectral
+from mixers import _cache, _spectral
 
 # Largest factor 2^7. On CPU (2 cores, float32, batch 4, dim 512) factors of 2^5 to 2^7 are within
 # noise of each other and 2-4x faster than radix-2 butterflies (a memory pass per level); 2^4 adds
@@ -33,7 +33,7 @@ def factors(length: int) -> list[int]:
     return [2 ** size for size in sizes]
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def hadamard_matrix(length):
     """Sylvester-ordered H_length / √length (symmetric, orthonormal)."""
     matrix = torch.ones(1, 1, dtype=torch.float64)
@@ -49,15 +49,12 @@ class HadamardMixer(mixers.TokenMixer):
     constraints = "seq_len and dim powers of two"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if not support:
-            return support
+    def check(cls, seq_len, dim, dtype, device, **options):
         bad = [f"{name}={value}" for name, value in (("seq_len", seq_len), ("dim", dim))
                if not _spectral.is_pow2(int(value))]
         if bad:
-            return mixers.Support(False, f"hadamard needs seq_len and dim to be powers of two, got {', '.join(bad)}")
-        return support
+            return f"hadamard needs seq_len and dim to be powers of two, got {', '.join(bad)}"
+        return None
 
     @classmethod
     def flops(cls, seq_len, dim, batch=1, **options):

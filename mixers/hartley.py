@@ -12,7 +12,7 @@ picks component 0 or 1.
 from __future__ import annotations
 
 import mixers
-from mixers import _spectral
+from mixers import _cost
 from mixers.fft import FourierMixer
 
 
@@ -26,4 +26,4 @@ class HartleyMixer(FourierMixer):
     @classmethod
     def flops(cls, seq_len, dim, batch=1, **options):
         # the rfft2, then a complex multiply by (1 + i): 2 FLOPs per kept complex value
-        return round(batch * (_spectral.rfft2_flops(seq_len, dim) + 2 * seq_len * (dim // 2 + 1)))
+        return round(batch * (_cost.rfft2_flops(seq_len, dim) + 2 * seq_len * (dim // 2 + 1)))

@@ -36,14 +36,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixers
-from mixers import _spectral
+from mixers import _cache, _cost
 
 SHORT_KERNEL = 3
 EMB_DIM = 3  # safari's default: t and one cos/sin band
 FILTER_INNER_LAYERS = 2
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def positional_features(seq_len):
     """safari's PositionalEmbedding for emb_dim 3: (n, 3) rows [t, cos(ω·t'), −sin(ω·t')], ω = 10⁻⁴."""
     t = torch.linspace(0, 1, seq_len, dtype=torch.float64)
@@ -51,7 +51,7 @@ def positional_features(seq_len):
     return torch.stack([t, torch.cos(angle), -torch.sin(angle)], dim=1)
 
 
-@_spectral.tensor_cache
+@_cache.tensor_cache
 def decay_window(seq_len, dim):
     """exp(−t·|δ_c|) as (n, d): safari's ExponentialModulation (fast 0.3, slow 1.5, target 10⁻², no shift)."""
     t = torch.linspace(0, 1, seq_len, dtype=torch.float64)[:, None]
@@ -85,12 +85,10 @@ class Hyena(mixers.TokenMixer):
         return f"{super().extra_repr()}, causal={self.causal}, filter_order={self.filter_order}"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", causal=False, filter_order=64, **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if support and not (isinstance(filter_order, int) and filter_order >= 1):
-            return mixers.Support(False, f"hyena needs filter_order ≥ 1 (the filter MLP's width), "
-                                         f"got {filter_order!r}")
-        return support
+    def check(cls, seq_len, dim, dtype, device, causal=False, filter_order=64, **options):
+        if not (isinstance(filter_order, int) and filter_order >= 1):
+            return f"hyena needs filter_order ≥ 1 (the filter MLP's width), got {filter_order!r}"
+        return None
 
     @classmethod
     def param_count(cls, seq_len, dim, causal=False, filter_order=64, **options):
@@ -108,11 +106,11 @@ class Hyena(mixers.TokenMixer):
         directions = 1 if causal else 2
         # per sample: bias adds (3nd in, nd out), the short conv's bias (3nd), x1 ⊙ v and x0 ⊙ (…) (2nd),
         # rfft and irfft at 2n per channel, the spectral product (6 per kept frequency), the D skip (2nd)
-        sample = 11 * n * d + 2 * _spectral.rfft_flops(2 * n, d) + 6 * (n + 1) * d
+        sample = 11 * n * d + 2 * _cost.rfft_flops(2 * n, d) + 6 * (n + 1) * d
         # once per call: the filter network's biases, f ⊙ · and sines (3 per value per layer), the
         # window's product (the window itself is cached), the filters' rffts, the two directions' sum
         once = ((1 + FILTER_INNER_LAYERS) * 3 * n * width + directions * n * d
-                + _spectral.rfft_flops(2 * n, directions * d) + (directions - 1) * 2 * (n + 1) * d)
+                + _cost.rfft_flops(2 * n, directions * d) + (directions - 1) * 2 * (n + 1) * d)
         return round(cls.matmul_flops(n, d, batch, causal, width) + batch * sample + once)
 
     @classmethod
@@ -120,11 +118,11 @@ class Hyena(mixers.TokenMixer):
         """The projections and short conv (per sample), and the filter network's products (once per call)."""
         n, d, width = seq_len, dim, filter_order
         directions = 1 if causal else 2
-        sample = (_spectral.matmul_flops(n, d, 3 * d) + 2 * SHORT_KERNEL * n * 3 * d
-                  + _spectral.matmul_flops(n, d, d))
-        filter_net = (_spectral.matmul_flops(n, EMB_DIM, width)
-                      + FILTER_INNER_LAYERS * _spectral.matmul_flops(n, width, width)
-                      + _spectral.matmul_flops(n, width, directions * d))
+        sample = (_cost.matmul_flops(n, d, 3 * d) + 2 * SHORT_KERNEL * n * 3 * d
+                  + _cost.matmul_flops(n, d, d))
+        filter_net = (_cost.matmul_flops(n, EMB_DIM, width)
+                      + FILTER_INNER_LAYERS * _cost.matmul_flops(n, width, width)
+                      + _cost.matmul_flops(n, width, directions * d))
         return batch * sample + filter_net
 
     def forward(self, x):
@@ -149,7 +147,7 @@ class Hyena(mixers.TokenMixer):
     def long_conv(self, u):
         """h ∗ u + D ⊙ u over the last axis of u (b, d, n), by FFT at length 2n."""
         seq_len = u.shape[-1]
-        compute = torch.float32 if u.dtype in _spectral.HALF_DTYPES else u.dtype
+        compute = torch.float32 if u.dtype in mixers.HALF_DTYPES else u.dtype
         filter_spectrum = torch.fft.rfft(self.filters(seq_len, compute), n=2 * seq_len)
         if not self.causal:
             # conj(rfft(h_b)) is the spectrum of h_b reversed onto the negative lags

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import mixers
-from mixers import _spectral
+from mixers import _cost
 
 
 @mixers.register("linear")
@@ -29,7 +29,7 @@ class LinearMixer(mixers.TokenMixer):
 
     @classmethod
     def flops(cls, seq_len, dim, batch=1, **options):
-        return batch * (_spectral.matmul_flops(seq_len, dim, dim) + _spectral.matmul_flops(seq_len, seq_len, dim))
+        return batch * (_cost.matmul_flops(seq_len, dim, dim) + _cost.matmul_flops(seq_len, seq_len, dim))
 
     def forward(self, x):
         return torch.matmul(self.seq_weight, x @ self.dim_weight)

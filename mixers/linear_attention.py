@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 
 import mixers
-from mixers import _spectral
+from mixers import _cost
 from mixers.attention import Attention
 
 
@@ -34,9 +34,9 @@ class LinearAttention(Attention):
     def matmul_flops(cls, seq_len, dim, head_dim=64):
         """The projections, and per head φ(K)ᵀV, φ(Q)·(φ(K)ᵀV) and the normaliser φ(Q)·Σφ(K) (a matvec)."""
         heads = dim // head_dim
-        projections = _spectral.matmul_flops(seq_len, dim, 3 * dim) + _spectral.matmul_flops(seq_len, dim, dim)
-        per_head = (2 * _spectral.matmul_flops(seq_len, head_dim, head_dim)
-                    + _spectral.matmul_flops(seq_len, head_dim, 1))
+        projections = _cost.matmul_flops(seq_len, dim, 3 * dim) + _cost.matmul_flops(seq_len, dim, dim)
+        per_head = (2 * _cost.matmul_flops(seq_len, head_dim, head_dim)
+                    + _cost.matmul_flops(seq_len, head_dim, 1))
         return projections + heads * per_head
 
     @classmethod

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import mixers
-from mixers import _spectral
+from mixers import _cost
 
 KERNELS = ("auto", "chunked", "cuda")
 
@@ -136,23 +136,19 @@ class Mamba(mixers.TokenMixer):
                 f"scan_path={self.scan_path or 'not run yet'}")
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", d_state=16, expand=2, d_conv=4,
-                 chunk_len=None, kernel="auto", **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if not support:
-            return support
+    def check(cls, seq_len, dim, dtype, device, d_state=16, expand=2, d_conv=4, chunk_len=None, kernel="auto",
+              **options):
         sizes = {"d_state": d_state, "expand": expand, "d_conv": d_conv}
         if chunk_len is not None:
             sizes["chunk_len"] = chunk_len
         bad = [f"{name}={value!r}" for name, value in sizes.items() if not (isinstance(value, int) and value >= 1)]
         if bad:
-            return mixers.Support(False, f"mamba needs positive integers for {', '.join(sizes)}, got {', '.join(bad)}")
+            return f"mamba needs positive integers for {', '.join(sizes)}, got {', '.join(bad)}"
         if kernel not in KERNELS:
-            return mixers.Support(False, f"mamba: unknown kernel {kernel!r} (allowed: {', '.join(KERNELS)})")
-        if kernel == "cuda" and (torch.device(device).type != "cuda" or fused_scan() is None):
-            return mixers.Support(False, "mamba kernel='cuda' needs a CUDA device and an importable mamba_ssm "
-                                         "(use kernel='chunked' or 'auto')")
-        return support
+            return f"mamba: unknown kernel {kernel!r} (allowed: {', '.join(KERNELS)})"
+        if kernel == "cuda" and (device.type != "cuda" or fused_scan() is None):
+            return "mamba kernel='cuda' needs a CUDA device and an importable mamba_ssm (use kernel='chunked' or 'auto')"
+        return None
 
     @classmethod
     def param_count(cls, seq_len, dim, d_state=16, expand=2, d_conv=4, **options):
@@ -174,9 +170,9 @@ class Mamba(mixers.TokenMixer):
     def matmul_flops(cls, seq_len, dim, d_state=16, expand=2, d_conv=4):
         """The four projections and the depthwise convolution, for one sample (the scan's products not included)."""
         inner, rank = expand * dim, math.ceil(dim / 16)
-        return (_spectral.matmul_flops(seq_len, dim, 2 * inner) + 2 * d_conv * seq_len * inner
-                + _spectral.matmul_flops(seq_len, inner, rank + 2 * d_state)
-                + _spectral.matmul_flops(seq_len, rank, inner) + _spectral.matmul_flops(seq_len, inner, dim))
+        return (_cost.matmul_flops(seq_len, dim, 2 * inner) + 2 * d_conv * seq_len * inner
+                + _cost.matmul_flops(seq_len, inner, rank + 2 * d_state)
+                + _cost.matmul_flops(seq_len, rank, inner) + _cost.matmul_flops(seq_len, inner, dim))
 
     def forward(self, hidden):
         seq_len = hidden.shape[1]
@@ -195,7 +191,7 @@ class Mamba(mixers.TokenMixer):
         dtype = x.dtype
         dt, B, C = self.x_proj(x).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         delta = self.dt_proj(dt)
-        compute = torch.float32 if x.dtype in _spectral.HALF_DTYPES else x.dtype
+        compute = torch.float32 if x.dtype in mixers.HALF_DTYPES else x.dtype
         x, z, delta, B, C = (t.to(compute) for t in (x, z, delta, B, C))
         delta = F.softplus(delta)
         A = -torch.exp(self.A_log.to(compute))

@@ -2,19 +2,20 @@
 Vision", arXiv 2105.01601): per channel c, out[:, c] = W_2·GELU(W_1·X[:, c] + b_1) + b_2, with
 W_1 (e·n × n), W_2 (n × e·n) and biases shared across channels; expansion e = 2 by default.
 
-The weights multiply from the left over the sequence axis (W_1 @ X), so no transposed copy of the
-input is made; the biases are added as columns in the same call (baddbmm). GELU is the exact (erf)
-form, as in PyTorch's nn.GELU and timm's Mixer.
+Computed as timm's Mixer does: each layer is one matrix product over the transposed input (every
+sample's channels folded into the rows, X[b]ᵀ W_1ᵀ), with its bias added in the same call, so the
+backward computes each weight's gradient as one product too, not one per sample summed (which an
+expanded weight, W_1 broadcast over the batch, costs: batch × the weight in memory). GELU is the
+exact (erf) form, as in PyTorch's nn.GELU and timm's Mixer.
 """
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import nn
 
 import mixers
-from mixers import _spectral
+from mixers import _cost
 
 
 def hidden_size(seq_len: int, expansion: float) -> int:
@@ -29,7 +30,7 @@ class MLPMixer(mixers.TokenMixer):
         super().__init__(seq_len, dim)
         self.expansion = expansion
         hidden = hidden_size(seq_len, expansion)
-        # nn.Linear's initialisation; only the layout is different (used as W @ X, not X @ Wᵀ)
+        # nn.Linear over the sequence axis: applied to the transposed input
         self.fc1 = nn.Linear(seq_len, hidden)
         self.fc2 = nn.Linear(hidden, seq_len)
 
@@ -37,11 +38,10 @@ class MLPMixer(mixers.TokenMixer):
         return f"{super().extra_repr()}, expansion={self.expansion}"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", expansion=2, **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
-        if support and not expansion > 0:
-            return mixers.Support(False, f"mlp-mixer needs expansion > 0, got expansion={expansion}")
-        return support
+    def check(cls, seq_len, dim, dtype, device, expansion=2, **options):
+        if not expansion > 0:
+            return f"mlp-mixer needs expansion > 0, got expansion={expansion}"
+        return None
 
     @classmethod
     def param_count(cls, seq_len, dim, expansion=2, **options):
@@ -51,15 +51,11 @@ class MLPMixer(mixers.TokenMixer):
     @classmethod
     def flops(cls, seq_len, dim, batch=1, expansion=2, **options):
         hidden = hidden_size(seq_len, expansion)
-        matmuls = _spectral.matmul_flops(hidden, seq_len, dim) + _spectral.matmul_flops(seq_len, hidden, dim)
+        matmuls = _cost.matmul_flops(hidden, seq_len, dim) + _cost.matmul_flops(seq_len, hidden, dim)
         # bias adds (hidden·d + n·d) and GELU, x·½·(1 + erf(x/√2)): 5 elementwise ops per hidden value
         elementwise = hidden * dim + seq_len * dim + 5 * hidden * dim
         return batch * (matmuls + elementwise)
 
     def forward(self, x):
-        *batch, seq_len, dim = x.shape
-        x3 = x.reshape(-1, seq_len, dim)
-        count = x3.shape[0]
-        hidden = torch.baddbmm(self.fc1.bias[:, None], self.fc1.weight.expand(count, -1, -1), x3)
-        out = torch.baddbmm(self.fc2.bias[:, None], self.fc2.weight.expand(count, -1, -1), F.gelu(hidden))
-        return out.view(x.shape)
+        # (…, d, n) rows of tokens: Linear(n → e·n) → GELU → Linear(e·n → n), then back to (…, n, d)
+        return self.fc2(F.gelu(self.fc1(x.transpose(-1, -2)))).transpose(-1, -2)

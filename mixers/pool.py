@@ -6,7 +6,6 @@ paper's pooling written for a sequence instead of an image. No parameters.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 
 import mixers
@@ -34,12 +33,11 @@ class Pool(mixers.TokenMixer):
         return f"{super().extra_repr()}, window={self.window}"
 
     @classmethod
-    def supports(cls, seq_len, dim, dtype=torch.float32, device="cpu", window=3, **options):
-        support = super().supports(seq_len, dim, dtype, device, **options)
+    def check(cls, seq_len, dim, dtype, device, window=3, **options):
         # an even window with padding window//2 on both sides would return seq_len + 1 tokens
-        if support and not (isinstance(window, int) and window >= 1 and window % 2 == 1):
-            return mixers.Support(False, f"pool needs an odd window ≥ 1, got window={window!r}")
-        return support
+        if not (isinstance(window, int) and window >= 1 and window % 2 == 1):
+            return f"pool needs an odd window ≥ 1, got window={window!r}"
+        return None
 
     @classmethod
     def flops(cls, seq_len, dim, batch=1, window=3, **options):

@@ -48,13 +48,17 @@ def _module_source(module: ModuleType) -> str:
 
 @functools.lru_cache(maxsize=None)
 def source_hash(cls: type) -> str:
-    """Short hash of the source of a mixer's module and of the private `mixers._*` helpers it uses."""
-    module = sys.modules[cls.__module__]
-    used: dict[str, ModuleType] = {module.__name__: module}
-    for value in vars(module).values():
-        name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
-        if isinstance(name, str) and name.startswith("mixers._") and name in sys.modules:
-            used[name] = sys.modules[name]
+    """Short hash of the source of a mixer's module and of the `mixers.*` modules it uses, directly or through
+    another (the `_cost`/`_cache`/`_spectral` helpers, a base class's module)."""
+    used: dict[str, ModuleType] = {}
+    pending = [sys.modules[cls.__module__]]
+    while pending:
+        module = pending.pop()
+        used[module.__name__] = module
+        for value in vars(module).values():
+            name = value.__name__ if inspect.ismodule(value) else getattr(value, "__module__", None)
+            if isinstance(name, str) and name.startswith("mixers.") and name in sys.modules and name not in used:
+                pending.append(sys.modules[name])
     digest = hashlib.sha256()
     for name in sorted(used):
         digest.update(_module_source(used[name]).encode())

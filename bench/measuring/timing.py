@@ -266,8 +266,6 @@ def measure_point(point: Point, policy: measure.TimingPolicy, device_name: str, 
             torch.cuda.empty_cache()
 
 
-
-
 def describe() -> str:
     """What a timed call in train mode is (`prepare_call`), for env.json."""
     return ("mixer scope: forward + backward to the input and parameters; block and encoder scope: forward + "

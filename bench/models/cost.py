@@ -5,7 +5,7 @@ add, the embeddings, the head, the loss, the optimizer step — with its FLOPs, 
 its parameters and the dtype it computes in. The harness sums them for the roofline, TFLOP/s and GFLOPs
 per example (total forward FLOPs / batch).
 
-FLOP conventions (those of mixers/_spectral.py, extended to the layers around a mixer):
+FLOP conventions (those of mixers/_cost.py, extended to the layers around a mixer):
 - a matrix product (m×k)·(k×n) costs 2·m·k·n; a bias add 1 per element;
 - GELU 5 per element (x·½·(1 + erf(x/√2)), as mixers/mlp_mixer.py counts it);
 - LayerNorm 7 per element (mean, subtract, square, mean, rsqrt, scale, shift); a residual add 1;

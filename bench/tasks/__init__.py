@@ -14,29 +14,27 @@ call seeds its own generator and never touches global RNG state.
 
 Every module in this folder whose name does not start with `_` is imported when `bench.tasks` is,
 so a new task is one new file; other packages register through the entry-point group
-`mixbench.tasks`. The registry is a plain name -> class map: `available()`, `get()`, `build()`.
+`mixbench.tasks`. The registry is a plain name -> class map: `available()`, `get()`, `build()`; it is
+`mixbench_registry.Registry`, the one the mixers use too.
 
 Train, validation and test never share a batch: the trainer draws batch i of split s from
 `task.batch(size, split_seed(s, i, run_seed))`, and `split_seed` maps each (run, split) to its own
-range of seeds. This package imports only torch, numpy and the standard library (never `mixers` or
-the rest of `bench`), as the generators of Zoology (HazyResearch/zoology, `zoology/data/`) stand
+range of seeds. This package imports only torch, numpy, the standard library and the torch-free
+`mixbench_registry` (never `mixers` or the rest of `bench`), as the generators of Zoology (HazyResearch/zoology, `zoology/data/`) stand
 apart from its models and training loop.
 """
 
 from __future__ import annotations
 
-import importlib
 import math
 import operator
-import pkgutil
-import warnings
-from importlib import metadata
-from typing import NamedTuple
 
 import torch
 
+from mixbench_registry import SUPPORTED, Registry, Support
+
 __all__ = [
-    "IGNORE_INDEX", "SPLITS", "Support", "Task", "TaskOptionError", "UnknownTaskError", "available",
+    "IGNORE_INDEX", "REGISTRY", "SPLITS", "Support", "Task", "TaskOptionError", "UnknownTaskError", "available",
     "build", "check_float", "check_int", "get", "register", "split_seed",
 ]
 
@@ -44,19 +42,6 @@ ENTRY_POINT_GROUP = "mixbench.tasks"
 IGNORE_INDEX = -100  # targets outside the mask: what torch.nn.functional.cross_entropy ignores by default
 SPLITS = ("train", "val", "test")
 SPLIT_BITS = 32  # batch indices per (run, split): 2**32
-
-
-class Support(NamedTuple):
-    """Whether a task can be built at a size with some options, and if not, why. Truthy when it can."""
-
-    ok: bool
-    reason: str = ""
-
-    def __bool__(self) -> bool:
-        return self.ok
-
-
-SUPPORTED = Support(True)
 
 
 class UnknownTaskError(ValueError):
@@ -193,39 +178,10 @@ class Task:
         return [self.vocab[int(i)] for i in ids]
 
 
-_REGISTRY: dict[str, type[Task]] = {}
-
-
-def register(name: str):
-    """Class decorator: register a `Task` subclass under `name`; refuses mistakes at import."""
-
-    def decorate(cls):
-        if not (isinstance(cls, type) and issubclass(cls, Task)):
-            raise TypeError(f"cannot register {cls!r} as task {name!r}: it does not subclass bench.tasks.Task")
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            taken = _REGISTRY[name]
-            raise ValueError(f"task name {name!r} is taken by {taken.__module__}.{taken.__qualname__}; "
-                             f"cannot register {cls.__module__}.{cls.__qualname__} under it")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"register() takes a non-empty task name, got {name!r}")
-    return decorate
-
-
-def available() -> list[str]:
-    """Sorted names of every registered task."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> type[Task]:
-    """The class registered under `name`; an unknown name's error lists the available ones."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise UnknownTaskError(f"unknown task {name!r} (available: {', '.join(available())})") from None
+REGISTRY = Registry("task", Task, ENTRY_POINT_GROUP, UnknownTaskError)
+register = REGISTRY.register
+available = REGISTRY.available
+get = REGISTRY.get
 
 
 def build(name: str, seq_len: int | None = None, **options) -> Task:
@@ -233,20 +189,5 @@ def build(name: str, seq_len: int | None = None, **options) -> Task:
     return get(name)(seq_len, **options)
 
 
-def _import_builtins() -> None:
-    for info in pkgutil.iter_modules(__path__):
-        if not info.name.startswith("_"):
-            importlib.import_module(f"{__name__}.{info.name}")
-
-
-def _load_entry_points() -> None:
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            entry_point.load()
-        except Exception as exc:  # another package's bug must not take the harness down
-            warnings.warn(f"mixbench: could not load task plugin {entry_point.name!r} "
-                          f"({entry_point.value}): {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=2)
-
-
-_import_builtins()
-_load_entry_points()
+REGISTRY.import_all(__name__, __path__)
+REGISTRY.load_entry_points()

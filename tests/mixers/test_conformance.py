@@ -1,10 +1,11 @@
-"""Every registered mixer — built in, README example, or added later — against the contract in DESIGN.md."""
+"""Every registered mixer — built in, README example, or added later — against the TokenMixer contract: same
+shape, dtype and device out; gradients to the input and every parameter; samples independent; class methods
+that answer without building; refusals with a reason that build() raises."""
 
 import pytest
 import torch
 
 import mixers
-from mixers import _spectral
 
 # Small shapes; each mixer gets the first one it supports (attention needs dim % 64 == 0, hadamard powers of two).
 CANDIDATE_SHAPES = [(16, 64), (16, 128), (8, 64), (15, 12)]
@@ -78,7 +79,7 @@ def test_samples_in_a_batch_do_not_influence_each_other(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_runs_in_inference_mode_then_trains(name):
     # Cached constants built under inference_mode must still be usable in a backward later.
-    _spectral.clear_caches()
+    mixers.clear_caches()
     module, x = make(name)
     with torch.inference_mode():
         module(x)
@@ -122,3 +123,37 @@ def test_build_honours_refusals_with_the_same_reason(name):
         with pytest.raises(mixers.UnsupportedError) as error:
             mixers.build(name, seq_len, dim, dtype=dtype, device="cpu")
         assert str(error.value) == reason
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_constraints_are_stated_in_check_and_supports_is_the_base_one(name):
+    cls = mixers.get(name)
+    assert cls.supports.__func__ is mixers.TokenMixer.supports.__func__, f"{name} overrides supports(); use check()"
+
+
+class Checked(mixers.TokenMixer):
+    """Refuses odd dims, and records what check() was asked."""
+
+    asked = []
+
+    @classmethod
+    def check(cls, seq_len, dim, dtype, device, parity=2, **options):
+        cls.asked.append((seq_len, dim, dtype, device, parity, options))
+        return f"checked needs dim divisible by {parity}, got dim={dim}" if dim % parity else None
+
+    def forward(self, x):
+        return x
+
+
+def test_supports_runs_the_generic_checks_then_the_mixers_check():
+    Checked.asked.clear()
+    assert Checked.supports(4, 6, torch.float64, "cpu", parity=3, extra=1) == (True, "")
+    assert Checked.asked == [(4, 6, torch.float64, torch.device("cpu"), 3, {"extra": 1})]
+    assert Checked.supports(4, 5) == (False, "checked needs dim divisible by 2, got dim=5")
+    # the generic refusals come first, and check() is not asked then
+    Checked.asked.clear()
+    assert Checked.supports(0, 5).reason == "seq_len and dim must be positive, got seq_len=0, dim=5"
+    assert Checked.supports(4, 5, torch.bfloat16, "cpu").reason == \
+        "bfloat16 is not supported on cpu (allowed: float32, float64)"
+    assert Checked.asked == []
+    assert mixers.TokenMixer.check(4, 5, torch.float32, torch.device("cpu")) is None

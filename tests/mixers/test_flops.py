@@ -4,7 +4,7 @@ The counter sees matrix products (mm, bmm, addmm, baddbmm, attention kernels) an
 for matmul-based mixers counted ≤ analytic ≤ 1.10 × counted: the analytic count also includes the
 elementwise work the counter ignores (bias adds, GELU, softmax, twiddles). FFTs and pooling are not
 counted at all, so the mixers built on them (fft, hartley, the dct's FFT path, gfnet, pool) are checked
-against counts worked out by hand from the conventions in mixers/_spectral.py.
+against counts worked out by hand from the conventions in mixers/_cost.py.
 """
 
 import math
@@ -18,7 +18,7 @@ import mixers
 
 CANDIDATE_SHAPES = [(64, 64), (64, 128), (32, 64)]  # large enough that elementwise work stays small
 # FFT convolutions or an elementwise scan, which the counter cannot see, are over 10% of these mixers'
-# FLOPs; tests/mixers/test_new_mixers.py compares their matrix products with the counter exactly.
+# FLOPs; tests/mixers/test_math_successors.py compares their matrix products with the counter exactly.
 MATMUL_PART_ONLY = {"hyena", "mamba"}
 # The counter sees none of their work (FFTs, pooling); test_hand_counted_flops below counts them instead.
 COUNTER_BLIND = {"fft", "hartley", "gfnet", "pool"}
@@ -41,11 +41,13 @@ def test_analytic_flops_match_the_counter(name, options):
     cls = mixers.get(name)
     seq_len, dim = next((n, d) for n, d in CANDIDATE_SHAPES if cls.supports(n, d, **options))
     batch = 3
+    analytic = cls.flops(seq_len, dim, batch, **options)
+    if analytic == 0:
+        pytest.skip(f"{name}: flops() is 0, which means unknown by contract (its roofline is reported as unknown)")
     counted = counted_flops(name, seq_len, dim, batch, **options)
     if counted == 0 and not cls.__module__.startswith("mixers."):
         pytest.skip(f"{name}: FlopCounterMode counts none of its work (FFTs, pooling), so it sees nothing to compare")
     assert counted > 0, f"the counter sees nothing of {name}: count it by hand in test_hand_counted_flops"
-    analytic = cls.flops(seq_len, dim, batch, **options)
     assert counted <= analytic <= 1.10 * counted, (counted, analytic)
 
 
@@ -95,13 +97,13 @@ def test_hand_counted_flops(name, options, seq_len, dim, batch, expected):
 
 
 def test_the_helpers_that_shape_the_counts():
-    from mixers import _spectral, dft_monarch, hadamard, mamba, mlp_mixer
+    from mixers import _cost, _spectral, dft_monarch, hadamard, mamba, mlp_mixer
 
     assert [_spectral.is_pow2(k) for k in (0, 1, 2, 3, 4, 6, 8, 1 << 20)] == [False, True, True, False, True, False,
                                                                                  True, True]
-    assert (_spectral.fft_flops(1), _spectral.fft_flops(2), _spectral.fft_flops(8, 3)) == (0.0, 10.0, 360.0)
-    assert _spectral.rfft_flops(8, 3) == 180.0 and _spectral.rfft_flops(8) == 60.0  # one, unless told more
-    assert _spectral.matmul_flops(2, 3, 4) == 48
+    assert (_cost.fft_flops(1), _cost.fft_flops(2), _cost.fft_flops(8, 3)) == (0.0, 10.0, 360.0)
+    assert _cost.rfft_flops(8, 3) == 180.0 and _cost.rfft_flops(8) == 60.0  # one, unless told more
+    assert _cost.matmul_flops(2, 3, 4) == 48
     # Kronecker factors of at most 2^7, as even as they come
     assert [hadamard.factors(n) for n in (1, 2, 128, 256, 512, 1 << 15)] == [[], [2], [128], [16, 16], [32, 16],
                                                                              [32, 32, 32]]

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mixbench_registry
 import mixers
 
 REPO = Path(__file__).resolve().parents[2]
@@ -35,6 +36,7 @@ def test_readme_example_is_one_new_file(tmp_path):
     assert not any(name in other for other in mixers.available()), name
     shutil.copytree(Path(mixers.__file__).parent, tmp_path / "mixers",
                     ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(mixbench_registry.__file__, tmp_path)
     (tmp_path / "mixers" / file_name).write_text(source)
     env = {**os.environ, "PYTHONPATH": str(tmp_path)}
     check = f"""

@@ -53,8 +53,8 @@ SCOPE = {
                           "xǁTokenMixerǁparam_count", "xǁTokenMixerǁflops")
                + [f"mixers.*.xǁ*ǁ{method}__mutmut_*" for method in ("flops", "bytes_min", "param_count",
                                                                     "matmul_flops", "elementwise_flops", "factors")]
-               + _functions("mixers._spectral", "x_fft_flops", "x_rfft_flops", "x_rfft2_flops", "x_matmul_flops",
-                            "x_is_pow2")
+               + _functions("mixers._cost", "x_fft_flops", "x_rfft_flops", "x_rfft2_flops", "x_matmul_flops")
+               + _functions("mixers._spectral", "x_is_pow2")
                + _functions("mixers.dct", "x_resolve") + _functions("mixers.hadamard", "x_factors")
                + _functions("mixers.mlp_mixer", "x_hidden_size") + _functions("mixers.pool", "x_window_terms")
                + _functions("mixers.mamba", "x_scan_flops", "x_default_chunk_len")

@@ -116,8 +116,8 @@ def test_options_for_filters_by_constructor_signature(monkeypatch):
             super().__init__(seq_len, dim)
 
     # in a copy of the registry, so no other test sees these
-    monkeypatch.setattr(mixers, "_REGISTRY", {**mixers._REGISTRY, "takes-anything": TakesAnything,
-                                              "keyword-only": KeywordOnly})
+    monkeypatch.setattr(mixers.REGISTRY, "classes", {**mixers.REGISTRY.classes, "takes-anything": TakesAnything,
+                                                     "keyword-only": KeywordOnly})
     assert options_for("takes-anything", options) == {"head_dim": 32, "expansion": 3, "method": "fft"}
     assert options_for("keyword-only", options) == {"method": "fft"}
     with pytest.raises(mixers.UnknownMixerError):

@@ -242,7 +242,7 @@ def test_encoder_matmul_flops_match_torch_flop_counter():
 
 def test_a_plugin_mixer_works_in_an_encoder(monkeypatch, step):
     # The planted plugin registers into a copy of the registry, so no other test sees its mixers.
-    monkeypatch.setattr(mixers, "_REGISTRY", dict(mixers._REGISTRY))
+    monkeypatch.setattr(mixers.REGISTRY, "classes", dict(mixers.REGISTRY.classes))
     spec = importlib.util.spec_from_file_location("planted_mixers_for_models", PLANTED)
     spec.loader.exec_module(importlib.util.module_from_spec(spec))
     assert "planted-identity" in mixers.available()
