@@ -1,7 +1,8 @@
 """Analysis of a finished run folder: Pareto fronts, scaling exponents, crossovers, winners, roofline.
 
-Everything here reads only `results.csv` and `env.json` (see DESIGN.md, "A run folder"), with pandas
-and numpy, so a folder copied from a GPU machine can be analysed anywhere, without torch.
+Everything here reads only a run folder's `results.csv` (one row per measured point, the columns of
+`bench.measuring.store.COLUMNS`) and `env.json` (the machine and the command), with pandas and numpy, so a
+folder copied from a GPU machine can be analysed anywhere, without torch.
 
 Vocabulary. A *series* is one mixer measured over sequence lengths with everything else fixed:
 (mixer, dim, batching, dtype, mode, device). A *group* is the same without the mixer: the mixers
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.measuring import store
 from bench.reporting import quality
 
 SHAPE_KEYS = ["layers", "ffn", "vocab", "norm"]  # a block's or encoder's shape (empty at mixer scope)
@@ -25,13 +27,12 @@ SERIES_KEYS = ["mixer", *GROUP_KEYS]
 POINT_GROUP_KEYS = ["seq_len", *GROUP_KEYS]
 POINT_KEYS = ["mixer", "scope", "seq_len", "dim", *SHAPE_KEYS, "batch", "batching", "dtype", "mode", "device"]
 
-STATUSES = ("ok", "oom", "unsupported", "timeout", "error")
-NUMERIC_COLUMNS = ["seq_len", "dim", "layers", "ffn", "vocab", "batch", "time_ms", "time_ms_p20", "time_ms_p80",
-                   "time_ms_lo", "time_ms_hi", "rounds", "reps", "peak_mem_mb", "reserved_mem_mb", "resident_mem_mb",
-                   "tokens_per_s", "flops", "tflops", "bytes_min", "gbps", "roofline_frac", "energy_mj", "load_avg"]
-INTEGER_COLUMNS = ["seq_len", "dim", "layers", "ffn", "vocab", "batch", "rounds", "reps"]
+STATUSES = store.STATUSES
+# How each of store.COLUMNS is read: text, or a number (every other column but the timestamp).
 TEXT_COLUMNS = ["mixer", "scope", "norm", "batching", "dtype", "compute_dtype", "mode", "device", "device_index",
                 "device_name", "status", "bound", "source_hash", "error"]
+NUMERIC_COLUMNS = [column for column in store.COLUMNS if column not in TEXT_COLUMNS and column != "measured_at"]
+INTEGER_COLUMNS = ["seq_len", "dim", "layers", "ffn", "vocab", "batch", "rounds", "reps"]
 
 # Below this a peak-memory reading is allocator noise, not the mixer's working set.
 MIN_MEM_MB = 0.01
@@ -45,7 +46,7 @@ MIN_FIT_POINTS = 3
 
 def load_results(run_dir) -> pd.DataFrame:
     """The run's results table, typed, with a later row replacing an earlier one for the same point."""
-    path = Path(run_dir) / "results.csv"
+    path = Path(run_dir) / store.RESULTS
     try:
         table = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS}, keep_default_na=False,
                             na_values=[""])

@@ -7,7 +7,9 @@ or smaller), with a `verdict` per point (B against A):
   round; `faster` the other way round; `within-noise` otherwise. This is asv's rule: a change is called
   only when it exceeds both runs' between-round spread. With one round per run there is no
   between-process spread to go on, so a single process's p20–p80 band stands in for it (a weaker test,
-  since one process can sit in a slow mode for good: shared/notes/timing-noise.md).
+  since one process can sit in a slow mode for good: on the development CPU, fresh processes of one point read
+  7 ms or 12.6 ms, each with a p20–p80 of ±2%, as glibc's moving mmap threshold left it paging in fresh memory
+  on every call or not).
 Points present in only one run are listed with `only_in` = "a" or "b". Each run's rows are read with
 `analysis.load_results`: where a point has several rows (re-measured after its mixer changed), the later
 row is the one compared. It writes `compare.csv` and `compare.png` into `out_dir`, by default

@@ -229,6 +229,16 @@ def _claims_table(frame: pd.DataFrame) -> str:
     return f'<table class="claims"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def _by_length(title: str, frame: pd.DataFrame, index: list[str], value: str, kind: str) -> str:
+    """`frame`'s `value` as a folded table: a row per `index` key, a column per length; nothing when empty."""
+    if frame.empty:
+        return ""
+    pivot = frame.pivot_table(index=index, columns="seq_len", values=value, aggfunc="last").reset_index()
+    lengths = [c for c in pivot.columns if isinstance(c, (int, float))]
+    columns = [(name, "layout" if name == "mixer" else name, "text") for name in index]
+    return _folded(title, pivot, columns + [(n, analysis.format_seq_len(n), kind) for n in lengths])
+
+
 def _scopes_section(table: pd.DataFrame, env: dict, images: list[Path]) -> str:
     """The mixer inside a model: speed-up per scope, share of the step, and the paper's claims."""
     if table["scope"].nunique() < 2 and not (table["scope"] == "encoder").any():
@@ -239,22 +249,10 @@ def _scopes_section(table: pd.DataFrame, env: dict, images: list[Path]) -> str:
              "step: forward, backward and an AdamW update. The share is the mixer's time alone (its mixer-scope "
              "row) times the layers that use it, over the measured step.</p>"]
     parts += [_image(path) for path in images]
-    share = scopes.mixer_share(table)
-    if not share.empty:
-        pivot = share.pivot_table(index=["scope", "mode", "dtype", "mixer"], columns="seq_len", values="share",
-                                  aggfunc="last").reset_index()
-        lengths = [c for c in pivot.columns if isinstance(c, (int, float))]
-        columns = [("scope", "scope", "text"), ("mode", "mode", "text"), ("dtype", "dtype", "text"),
-                   ("mixer", "layout", "text")] + [(n, analysis.format_seq_len(n), "pct") for n in lengths]
-        parts.append(_folded("Share of the step spent in the mixer", pivot, columns))
-    speed = scopes.speedups(table)
-    if not speed.empty:
-        pivot = speed.pivot_table(index=["mode", "dtype", "mixer", "scope"], columns="seq_len", values="speedup",
-                                  aggfunc="last").reset_index()
-        lengths = [c for c in pivot.columns if isinstance(c, (int, float))]
-        columns = [("mode", "mode", "text"), ("dtype", "dtype", "text"), ("mixer", "layout", "text"),
-                   ("scope", "scope", "text")] + [(n, analysis.format_seq_len(n), "ratio") for n in lengths]
-        parts.append(_folded("Speed-up over attention (attention's time ÷ the layout's)", pivot, columns))
+    parts.append(_by_length("Share of the step spent in the mixer", scopes.mixer_share(table),
+                            ["scope", "mode", "dtype", "mixer"], "share", "pct"))
+    parts.append(_by_length("Speed-up over attention (attention's time ÷ the layout's)", scopes.speedups(table),
+                            ["mode", "dtype", "mixer", "scope"], "speedup", "ratio"))
     claims = scopes.claims(table, env)
     if (table["scope"] == "encoder").any():
         cpu = "" if env.get("device") == "cuda" else (
@@ -265,7 +263,7 @@ def _scopes_section(table: pd.DataFrame, env: dict, images: list[Path]) -> str:
                      f"{scopes.TOLERANCE:.0%} of the paper's; ours is attention's time ÷ the layout's at "
                      f"{scopes.CLAIM_LENGTH} tokens, encoder scope unless the claim is about the sublayer.</p>"
                      + _claims_table(claims))
-    return "\n".join(parts)
+    return "\n".join(part for part in parts if part)
 
 
 def _quality_section(best: pd.DataFrame, env: dict, images: list[Path]) -> str:
