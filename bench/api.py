@@ -330,9 +330,9 @@ def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes
                             timeout_s=timeout_s, budget_s=budget_s, min_reps=min_reps)
     run_plan(sweep_plan)
     if plots:
-        from bench.reporting import report
+        from bench.reporting.render import render_run
 
-        report.write(sweep_plan.out)
+        render_run(sweep_plan.out)
     from bench.reporting import analysis
 
     table = analysis.load_results(sweep_plan.out)

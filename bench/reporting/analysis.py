@@ -295,6 +295,11 @@ def describe_group(key: dict) -> str:
     return ", ".join(part for part in parts if part)
 
 
+def group_id(key: dict) -> tuple:
+    """A group key as a hashable tuple of (column, value), a missing value as None: how a plot manifest names it."""
+    return tuple((column, value if is_known(value) else None) for column, value in key.items())
+
+
 def is_known(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value)) and value is not pd.NA \
         and value != ""
@@ -405,15 +410,19 @@ def loaded(table: pd.DataFrame, cpu_count: int | None) -> pd.Series:
     return (table["load_avg"] > cpu_count + 0.5).fillna(False).astype(bool)
 
 
-def write_tables(run_dir) -> list[Path]:
-    """Write pareto.csv, scaling.csv, crossovers.csv and winners.csv into the run folder; returns their paths."""
+def write_tables(run_dir, table: pd.DataFrame | None = None, quality_table: pd.DataFrame | None = None) -> list[Path]:
+    """Write pareto.csv, scaling.csv, crossovers.csv and winners.csv into the run folder; returns their paths.
+
+    `table` and `quality_table` are the folder's tables as `load_results` and `quality.load_quality` read
+    them; each is read from the folder when not given.
+    """
     run_dir = Path(run_dir)
-    table = load_results(run_dir)
     tables = {}
-    if (run_dir / "results.csv").exists():
+    if (run_dir / store.RESULTS).exists():
+        table = load_results(run_dir) if table is None else table
         tables.update({"pareto.csv": pareto_front(table), "scaling.csv": scaling_exponents(table),
                        "crossovers.csv": crossovers(table), "winners.csv": winners(table)})
-    best = quality.best_runs(quality.load_quality(run_dir))
+    best = quality.best_runs(quality.load_quality(run_dir) if quality_table is None else quality_table)
     if len(best):
         tables.update({"quality_best.csv": best, "quality_front.csv": quality.front(best)})
     paths = []

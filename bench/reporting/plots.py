@@ -1,20 +1,21 @@
-"""Plots of a finished run folder, drawn from `results.csv` and `env.json` alone (no torch needed).
+"""The cost plots of a run, drawn from its results table and env.json alone (no torch needed).
 
-`draw(run_dir)` writes the analysis tables and one PNG per (plot kind × group) into `run_dir/plots/`,
-named `<kind>__<group>.png` (e.g. `time__bfloat16_forward_d768_batch8_cuda.png`); the kinds are listed
-in `KINDS`. Every mixer keeps one colour and one marker in every plot (`style.mixer_style`).
+`draw(table, env, out)` writes one PNG per (plot kind × group) into `out`, named `<kind>__<group>.png`
+(e.g. `time__bfloat16_forward_d768_batch8_cuda.png`), and returns a manifest {(kind, group): path} that
+the report reads instead of rebuilding file names; the kinds are listed in `KINDS`. Every mixer keeps one
+colour and one marker in every plot (`style.mixer_style`).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps, ticker
 from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from bench.reporting import analysis, quality_plots, scope_plots, style
@@ -33,6 +34,8 @@ KINDS = {
     "roofline": "Roofline: achieved FLOP/s vs arithmetic intensity",
     "modes": "Forward vs train",
 }
+# The forward-vs-train plot's group: a cost plot's group without the mode, which it splits into two panels.
+MODES_GROUP_KEYS = [column for column in analysis.GROUP_KEYS if column != "mode"]
 # The device's memory is drawn on the memory plot when it is at most this many times the largest reading.
 MEMORY_LINE_REACH = 1000
 
@@ -412,26 +415,21 @@ def _jobs(table: pd.DataFrame, env: dict, out: Path) -> list[tuple]:
         for kind in _PLOTS:
             if kind != "modes":
                 jobs.append((kind, rows, key, env, scaling[mine], out / f"{kind}__{group_slug(key)}.png"))
-    shared = [column for column in analysis.GROUP_KEYS if column != "mode"]
-    for values, rows in table.groupby(shared, dropna=False, sort=True):
-        key = dict(zip(shared, values))
+    for values, rows in table.groupby(MODES_GROUP_KEYS, dropna=False, sort=True):
+        key = dict(zip(MODES_GROUP_KEYS, values))
         jobs.append(("modes", rows, key, env, scaling, out / f"modes__{group_slug(key)}.png"))
     return jobs
 
 
-def draw(run_dir) -> list[Path]:
-    """Write the analysis tables and every plot that has data into `run_dir/plots/`; returns the PNG paths.
+def draw(table: pd.DataFrame, env: dict, out: Path) -> dict[tuple[str, tuple], Path]:
+    """Draw every cost plot that has data into `out`; returns the manifest {(kind, group): PNG path}.
 
-    PNGs left in `plots/` by an earlier draw are removed first, so the folder matches the results.
+    `table` is a prepared results table (`analysis.load_results`); a group is `analysis.group_id` of the
+    plot's group key: over GROUP_KEYS, or over MODES_GROUP_KEYS for the forward-vs-train plot.
     """
-    run_dir = Path(run_dir)
-    analysis.write_tables(run_dir)
-    table = analysis.load_results(run_dir)
-    out = run_dir / "plots"
-    out.mkdir(exist_ok=True)
-    for old in out.glob("*.png"):
-        old.unlink()
-    paths = [_render(job) for job in _jobs(table, analysis.load_env(run_dir), out)]
-    paths += scope_plots.draw(table, out)
-    paths += quality_plots.draw(run_dir, out)
-    return [path for path in paths if path is not None]
+    manifest = {}
+    for job in _jobs(table, env, out):
+        path = _render(job)
+        if path is not None:
+            manifest[(job[0], analysis.group_id(job[2]))] = path
+    return manifest

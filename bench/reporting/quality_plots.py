@@ -74,16 +74,16 @@ def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str):
     return fig
 
 
-def draw(run_dir: Path, out: Path) -> list[Path]:
-    """One frontier plot per task and length that some layout learned; returns the PNGs written."""
-    table = quality.load_quality(run_dir)
+def draw(table: pd.DataFrame, out: Path) -> dict[tuple[str, tuple], Path]:
+    """One frontier plot per task and length that some layout learned, from the quality table
+    (`quality.load_quality`); returns the manifest {(KIND, (("task", task), ("seq_len", length))): PNG path}."""
     best = quality.best_runs(table)
     if best.empty:
-        return []
+        return {}
     names = [n for n in table["device_name"] if n]
-    paths = []
+    manifest = {}
     for (task, seq_len), _ in best.groupby(["task", "seq_len"], sort=True):
         path = frontier_plot(best, task, seq_len, names[0] if names else "", out / f"{slug(task, seq_len)}.png")
         if path is not None:
-            paths.append(path)
-    return paths
+            manifest[(KIND, (("task", task), ("seq_len", seq_len)))] = path
+    return manifest

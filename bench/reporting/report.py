@@ -1,4 +1,5 @@
-"""One self-contained `report.html` per run folder, built from `results.csv`, `env.json` and `plots/`.
+"""One self-contained `report.html` per run folder, built from `results.csv`, `env.json` and the plots'
+manifest (`bench.reporting.render.render_run` loads the folder once and writes tables, plots, then this page).
 
 The page opens from disk anywhere: the PNGs are embedded as base64 data URIs and the CSS is inline,
 with no script, font or link outside the file. It starts with a written answer computed from the data,
@@ -134,17 +135,6 @@ def _image(path: Path) -> str:
             f"<figcaption>plots/{_e(path.name)}</figcaption></figure>")
 
 
-def _needs_drawing(run_dir: Path) -> bool:
-    """No plots yet, or a results table newer than every plot."""
-    pngs = list((run_dir / "plots").glob("*.png"))
-    tables = [path for path in (run_dir / "results.csv", run_dir / "quality.csv") if path.exists()]
-    if not tables:
-        return False
-    if not pngs:
-        return True
-    return max(path.stat().st_mtime for path in tables) > max(png.stat().st_mtime for png in pngs)
-
-
 def _on_cpu(table: pd.DataFrame, env: dict) -> bool:
     devices = set(table["device"]) - {""}
     if env.get("device"):
@@ -266,8 +256,9 @@ def _scopes_section(table: pd.DataFrame, env: dict, images: list[Path]) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def _quality_section(best: pd.DataFrame, env: dict, images: list[Path]) -> str:
-    """What each layout learns: the speed–accuracy frontier per task, the tables behind it."""
+def _quality_section(best: pd.DataFrame, env: dict, images: dict) -> str:
+    """What each layout learns: the speed–accuracy frontier per task, the tables behind it (`images`: the
+    quality plots' manifest)."""
     if best.empty:
         return ""
     settings = env.get("quality") or {}
@@ -282,7 +273,8 @@ def _quality_section(best: pd.DataFrame, env: dict, images: list[Path]) -> str:
              "thread(s) training at once, so it compares layouts within this run only. "
              f"{_e(settings.get('training', ''))}.</p>"]
     for task, group in best.groupby("task", sort=True):
-        mine = [path for path in images if path.name.startswith(f"{quality_plots.KIND}__{task}_")]
+        mine = [path for (kind, group_key), path in images.items()
+                if kind == quality_plots.KIND and dict(group_key).get("task") == task]
         parts.append(f"<h3>{_e(task)}</h3>")
         if not quality.learned(group).any():
             parts.append(f'<p class="warn">No layout learned {_e(task)} within this budget: every mean test accuracy '
@@ -307,24 +299,21 @@ def _quality_section(best: pd.DataFrame, env: dict, images: list[Path]) -> str:
     return "\n".join(parts)
 
 
-def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "",
+def render(table: pd.DataFrame, env: dict, manifest: dict, title: str = "",
            quality_table: pd.DataFrame | None = None) -> str:
-    """The report page as a string."""
+    """The report page as a string; `manifest` {(kind, group): PNG path} is the plots drawn for this table."""
     table = analysis.prepare(table)
     device_name = env.get("device_name") or next((n for n in table["device_name"] if n), "") or "unknown device"
     summaries = analysis.group_summaries(table)
     best = quality.best_runs(quality_table if quality_table is not None else quality.prepare(pd.DataFrame()))
     sentences = quality.summary(best) + [text for _, text in summaries]
-    by_name = {path.name: path for path in pngs}
-    used = set()
     groups = []
     for values, _ in table.groupby(analysis.GROUP_KEYS, dropna=False, sort=True):
         key = dict(zip(analysis.GROUP_KEYS, values))
-        slug = plots.group_slug(key)
-        images = [by_name[f"{kind}__{slug}.png"] for kind in plots.KINDS if f"{kind}__{slug}.png" in by_name]
-        used.update(path.name for path in images)
-        groups.append((key, slug, images))
-    sentence_for = {plots.group_slug(key): text for key, text in summaries}
+        group = analysis.group_id(key)
+        images = [manifest[(kind, group)] for kind in plots.KINDS if (kind, group) in manifest]
+        groups.append((key, style.group_slug(key), images))
+    sentence_for = {analysis.group_id(key): text for key, text in summaries}
 
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -351,19 +340,16 @@ def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "",
     else:
         out.append("<p>No point ran successfully; the reasons are listed below.</p>")
     links = [(slug, f"{analysis.describe_group(key)}") for key, slug, _ in groups]
-    modes = sorted(path for path in pngs if path.name.startswith("modes__"))
-    scope_images = sorted(path for path in pngs if path.name.split("__")[0] in scope_plots.KINDS)
+    modes = [path for (kind, _), path in manifest.items() if kind == "modes"]
+    scope_images = [path for scope_kind in scope_plots.KINDS for (kind, _), path in manifest.items()
+                    if kind == scope_kind]
     scope_section = _scopes_section(table, env, scope_images) if len(table) else ""
-    quality_images = sorted(path for path in pngs if path.name.startswith(f"{quality_plots.KIND}__"))
-    quality_section = _quality_section(best, env, quality_images)
-    other = sorted(path for name, path in by_name.items()
-                   if name not in used and path not in modes and path not in scope_images
-                   and path not in quality_images)
+    quality_section = _quality_section(best, env, {k: path for k, path in manifest.items()
+                                                   if k[0] == quality_plots.KIND})
     nav = ['<a href="#quality">speed–accuracy</a>'] if quality_section else []
     nav += ['<a href="#scopes">mixer, block, encoder</a>'] if scope_section else []
     nav += [f'<a href="#{_e(slug)}">{_e(text)}</a>' for slug, text in links]
     nav += ['<a href="#modes">forward vs train</a>'] if modes else []
-    nav += ['<a href="#other-plots">other plots</a>'] if other else []
     nav += ['<a href="#environment">environment</a>', '<a href="#command">command line</a>']
     out.append("<nav>Sections: " + " ".join(nav) + "</nav>")
     if quality_section:
@@ -371,11 +357,9 @@ def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "",
     if scope_section:
         out.append(scope_section)
     for key, slug, images in groups:
-        out.append(_group_section(key, slug, table, sentence_for.get(slug, ""), images))
+        out.append(_group_section(key, slug, table, sentence_for.get(analysis.group_id(key), ""), images))
     if modes:
         out.append('<h2 id="modes">Forward vs train</h2>' + "".join(_image(path) for path in modes))
-    if other:
-        out.append('<h2 id="other-plots">Other plots</h2>' + "".join(_image(path) for path in other))
     out.append('<h2 id="environment">Environment</h2>')
     pairs = flatten(env)
     if pairs:
@@ -392,16 +376,3 @@ def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "",
                "the plots are embedded, so this file can be moved or sent on its own.</p>")
     out.append("</body></html>")
     return "\n".join(out)
-
-
-def write(run_dir) -> Path:
-    """Write `run_dir/report.html` (drawing the plots first when they are missing or stale); returns its path."""
-    run_dir = Path(run_dir)
-    if _needs_drawing(run_dir):
-        plots.draw(run_dir)
-    pngs = sorted((run_dir / "plots").glob("*.png"))
-    page = render(analysis.load_results(run_dir), analysis.load_env(run_dir), pngs, run_dir.name,
-                  quality.load_quality(run_dir))
-    path = run_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path

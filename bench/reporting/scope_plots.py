@@ -13,8 +13,9 @@ from bench.reporting import analysis, scopes, style
 
 SCOPE_LINES = {"mixer": ":", "block": "--", "encoder": "-"}
 GROUP = ["dim", "batching", "dtype", "mode", "device"]
-KINDS = {"speedup": "Speed-up over attention at mixer, block and encoder scope",
-         "share": "Share of the step spent in the token mixer"}
+# In report order.
+KINDS = {"share": "Share of the step spent in the token mixer",
+         "speedup": "Speed-up over attention at mixer, block and encoder scope"}
 
 
 def slug(key: dict) -> str:
@@ -96,15 +97,16 @@ def share_plot(rows: pd.DataFrame, key: dict, path: Path) -> Path | None:
     return path
 
 
-def draw(table: pd.DataFrame, out: Path) -> list[Path]:
-    """Both plots for every group that has more than one scope; returns the PNGs written."""
-    paths = []
+def draw(table: pd.DataFrame, out: Path) -> dict[tuple[str, tuple], Path]:
+    """Both plots for every group that has more than one scope; returns the manifest {(kind, group): PNG path},
+    the group being `analysis.group_id` of its key over GROUP."""
+    manifest = {}
     if table["scope"].nunique() < 2:
-        return paths
+        return manifest
     for values, rows in table.groupby(GROUP, dropna=False, sort=True):
         key = dict(zip(GROUP, values))
         for kind, plot in (("speedup", speedup_plot), ("share", share_plot)):
             path = plot(rows, key, out / f"{kind}__{slug(key)}.png")
             if path is not None:
-                paths.append(path)
-    return paths
+                manifest[(kind, analysis.group_id(key))] = path
+    return manifest
