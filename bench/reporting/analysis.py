@@ -96,30 +96,46 @@ def _groups(table: pd.DataFrame, keys):
     return table.groupby(list(keys), dropna=False, sort=True)
 
 
-def pareto_front(table: pd.DataFrame) -> pd.DataFrame:
-    """Per point group, exactly the non-dominated ok points in (time_ms, peak_mem_mb), fastest first.
+# What the memory of the cost frontier (pareto.csv's total_mem_mb, the Pareto plots) counts, in words.
+MEMORY_TOTAL_TEXT = ("memory held between calls (resident_mem_mb: parameters, buffers and any cached tables, the "
+                     "inputs, and in train the gradients and optimizer state) plus the call's peak working memory "
+                     "above it (peak_mem_mb)")
 
-    A point is dominated when another is no worse in both and better in one. Two points equal in both
-    dominate neither, so both are kept (ordered by mixer name): dropping one would hide a mixer that is
-    just as good. Rows without a peak memory reading are left out.
+
+def total_mem_mb(table: pd.DataFrame) -> pd.Series:
+    """Per row, the memory a point costs: resident_mem_mb + peak_mem_mb; the peak alone where no held memory was
+    recorded (run folders written before resident_mem_mb existed), and NaN without a peak reading."""
+    resident = table["resident_mem_mb"] if "resident_mem_mb" in table else pd.Series(np.nan, index=table.index)
+    return table["peak_mem_mb"] + resident.fillna(0.0)
+
+
+def pareto_front(table: pd.DataFrame) -> pd.DataFrame:
+    """Per point group, exactly the non-dominated ok points in (time_ms, total_mem_mb), fastest first.
+
+    `total_mem_mb` is `total_mem_mb(table)`: what the mixer holds plus its peak working memory, so a mixer
+    that trades held tables for speed is placed by all it holds. A point is dominated when another is no worse
+    in both and better in one. Two points equal in both dominate neither, so both are kept (ordered by mixer
+    name): dropping one would hide a mixer that is just as good. Rows without a peak memory reading are left out.
     """
     columns = [*POINT_GROUP_KEYS, "mixer", "batch", "time_ms", "time_ms_p20", "time_ms_p80",
                "peak_mem_mb", "tokens_per_s"]
     ok = ok_rows(table)
-    ok = ok[ok["peak_mem_mb"].notna()]
+    ok = ok.assign(total_mem_mb=total_mem_mb(ok))
+    ok = ok[ok["total_mem_mb"].notna()]
     if ok.empty:
-        return pd.DataFrame(columns=[*columns, "rank"])
-    ok = ok.sort_values([*POINT_GROUP_KEYS, "time_ms", "peak_mem_mb", "mixer"])
+        return pd.DataFrame(columns=[*columns, "rank", "total_mem_mb"])
+    ok = ok.sort_values([*POINT_GROUP_KEYS, "time_ms", "total_mem_mb", "mixer"])
     keep = []
     for _, group in _groups(ok, POINT_GROUP_KEYS):
         best_mem = math.inf
         last_kept = None
-        for index, time_ms, mem in zip(group.index, group["time_ms"], group["peak_mem_mb"]):
+        for index, time_ms, mem in zip(group.index, group["time_ms"], group["total_mem_mb"]):
             if mem < best_mem or last_kept == (time_ms, mem):
                 keep.append(index)
                 best_mem, last_kept = mem, (time_ms, mem)
     front = ok.loc[keep, columns].reset_index(drop=True)
     front["rank"] = front.groupby(POINT_GROUP_KEYS, dropna=False).cumcount() + 1
+    front["total_mem_mb"] = ok.loc[keep, "total_mem_mb"].to_numpy(float)  # after the columns it had before
     return front
 
 

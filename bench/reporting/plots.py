@@ -29,7 +29,7 @@ KINDS = {
     "time": "Time per call vs sequence length",
     "memory": "Peak memory vs sequence length",
     "throughput": "Throughput vs sequence length",
-    "pareto": "Pareto frontier: time vs peak memory",
+    "pareto": "Pareto frontier: time vs memory held + peak",
     "winners": "Time relative to the fastest mixer at each length",
     "roofline": "Roofline: achieved FLOP/s vs arithmetic intensity",
     "modes": "Forward vs train",
@@ -163,7 +163,7 @@ def time_band(series: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def representative_lengths(rows: pd.DataFrame, count: int = 4) -> list[int]:
     """Up to `count` lengths for the Pareto plot: the smallest, the one nearest 512, the largest at which
     the most mixers ran, and the largest."""
-    ok = rows[(rows["status"] == "ok") & (rows["time_ms"] > 0) & (rows["peak_mem_mb"] > 0)]
+    ok = rows[(rows["status"] == "ok") & (rows["time_ms"] > 0) & (analysis.total_mem_mb(rows) > 0)]
     if ok.empty:
         return []
     per_length = ok.groupby("seq_len")["mixer"].nunique().sort_index()
@@ -203,7 +203,8 @@ def _place_labels(ax, points, width_in: float, height_in: float) -> None:
 
 
 def _pareto_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFrame):
-    """Time vs peak memory at a few lengths, the frontier as a staircase, every point named."""
+    """Time vs memory (held + peak, `analysis.total_mem_mb`) at a few lengths, the frontier as a staircase,
+    every point named."""
     lengths = representative_lengths(rows)
     if not lengths:
         return None
@@ -219,27 +220,28 @@ def _pareto_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFrame
         ax.set_visible(False)
     seen = {}
     for ax, seq_len in zip(axes, lengths):
-        here = rows[(rows["seq_len"] == seq_len) & (rows["status"] == "ok") & (rows["time_ms"] > 0)
-                    & (rows["peak_mem_mb"] > 0)].drop_duplicates("mixer", keep="last")
-        on_front = front[(front["seq_len"] == seq_len) & (front["peak_mem_mb"] > 0)].sort_values("time_ms")
+        here = rows.assign(total_mem_mb=analysis.total_mem_mb(rows))
+        here = here[(here["seq_len"] == seq_len) & (here["status"] == "ok") & (here["time_ms"] > 0)
+                    & (here["total_mem_mb"] > 0)].drop_duplicates("mixer", keep="last")
+        on_front = front[(front["seq_len"] == seq_len) & (front["total_mem_mb"] > 0)].sort_values("time_ms")
         best = set(on_front["mixer"])
-        scale, unit = memory_unit(float(here["peak_mem_mb"].max()) if len(here) else 0.0)
+        scale, unit = memory_unit(float(here["total_mem_mb"].max()) if len(here) else 0.0)
         points = []
         for mixer in mixer_order(here["mixer"].unique()):
             point = here[here["mixer"] == mixer].iloc[0]
             style = mixer_style(mixer)
-            handle = ax.plot([point["time_ms"]], [point["peak_mem_mb"] / scale], linestyle="none", markersize=8,
+            handle = ax.plot([point["time_ms"]], [point["total_mem_mb"] / scale], linestyle="none", markersize=8,
                              markeredgecolor="black" if mixer in best else style["color"], label=mixer,
                              zorder=3, **style)[0]
             seen.setdefault(mixer, handle)
-            points.append((float(point["time_ms"]), float(point["peak_mem_mb"]) / scale, mixer, mixer in best))
+            points.append((float(point["time_ms"]), float(point["total_mem_mb"]) / scale, mixer, mixer in best))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.margins(0.18)
         ax.autoscale_view()
         if len(on_front):
             (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-            times, mems = on_front["time_ms"].to_numpy(float), on_front["peak_mem_mb"].to_numpy(float) / scale
+            times, mems = on_front["time_ms"].to_numpy(float), on_front["total_mem_mb"].to_numpy(float) / scale
             ax.step(np.r_[times[0], times, x1], np.r_[y1, mems, mems[-1]], where="post", color="0.15",
                     linewidth=1.1, linestyle="--", zorder=1)
             ax.set_xlim(x0, x1)
@@ -249,7 +251,7 @@ def _pareto_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFrame
         _place_labels(ax, points, panel_width, panel_height)
         ax.set_title(f"{analysis.format_seq_len(seq_len)} tokens", fontsize=10, y=1.01)
         ax.set_xlabel("time per call (ms)")
-        ax.set_ylabel(f"peak memory ({unit})")
+        ax.set_ylabel(f"memory held + peak ({unit})")
         ax.grid(True, which="major", alpha=0.3)
     handles = [seen[mixer] for mixer in mixer_order(seen)]
     handles.append(Line2D([], [], color="0.15", linestyle="--", label="Pareto frontier\n(bold names are on it)"))

@@ -299,6 +299,16 @@ def _quality_section(best: pd.DataFrame, env: dict, images: dict) -> str:
     return "\n".join(parts)
 
 
+def memory_note(table: pd.DataFrame) -> str:
+    """What the memory axis of the cost frontier includes, in words, for this run."""
+    text = (f"Memory on the cost frontier (the Pareto plots, and total_mem_mb in pareto.csv) is "
+            f"{analysis.MEMORY_TOTAL_TEXT}: all a mixer needs to run a call. The peak-memory plots show the peak "
+            "working memory alone.")
+    if not table["resident_mem_mb"].notna().any():
+        text += " This run recorded no held memory (it predates resident_mem_mb), so its frontier counts the peak alone."
+    return text
+
+
 def render(table: pd.DataFrame, env: dict, manifest: dict, title: str = "",
            quality_table: pd.DataFrame | None = None) -> str:
     """The report page as a string; `manifest` {(kind, group): PNG path} is the plots drawn for this table."""
@@ -339,6 +349,8 @@ def render(table: pd.DataFrame, env: dict, manifest: dict, title: str = "",
         out.append('<ul class="summary">' + "".join(f"<li>{_lead_bold(s)}</li>" for s in sentences) + "</ul>")
     else:
         out.append("<p>No point ran successfully; the reasons are listed below.</p>")
+    if analysis.ok_rows(table)["peak_mem_mb"].notna().any():
+        out.append(f'<p class="note">{_e(memory_note(table))}</p>')
     links = [(slug, f"{analysis.describe_group(key)}") for key, slug, _ in groups]
     modes = [path for (kind, _), path in manifest.items() if kind == "modes"]
     scope_images = [path for scope_kind in scope_plots.KINDS for (kind, _), path in manifest.items()

@@ -93,6 +93,17 @@ def test_report_is_self_contained_with_every_plot_the_answer_and_the_tables(fake
     assert "Measured on CPU" not in page.text
 
 
+def test_the_report_says_what_the_frontier_memory_counts(fake_run):
+    run = fake_run(**SMALL, modes=("forward",))
+    results = pd.read_csv(run / "results.csv")
+    results.assign(resident_mem_mb=1.0).to_csv(run / "results.csv", index=False)
+    text = Page(write(run).read_text(encoding="utf-8")).text
+    assert "Memory on the cost frontier" in text and "plus the call's peak working memory" in text
+    assert "recorded no held memory" not in text
+    results.drop(columns="resident_mem_mb", errors="ignore").to_csv(run / "results.csv", index=False)  # an old folder
+    assert "recorded no held memory" in Page(write(run).read_text(encoding="utf-8")).text
+
+
 def test_environment_is_flattened_and_the_command_shown(fake_run):
     run = fake_run(**SMALL, modes=("forward",))
     text = Page(write(run).read_text(encoding="utf-8")).text
