@@ -18,7 +18,7 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench.reporting import analysis, quality_plots, scope_plots, style
+from bench.reporting import analysis, style
 from bench.reporting.style import (BOTTOM, group_slug, LEFT, LEGEND, TOP, figure, legend, length_axis, log_ticks, memory_unit,
                                    mixer_order, mixer_style, plain)
 
@@ -46,9 +46,7 @@ def _device_name(rows: pd.DataFrame, env: dict) -> str:
 
 
 def _title(fig: Figure, kind: str, key: dict, rows: pd.DataFrame, env: dict) -> None:
-    height = fig.get_size_inches()[1]
-    fig.suptitle(f"{KINDS[kind]}\n{_device_name(rows, env)} · {analysis.describe_group(key)}", fontsize=11,
-                 y=1 - 0.1 / height, va="top")
+    style.title(fig, f"{KINDS[kind]}\n{_device_name(rows, env)} · {analysis.describe_group(key)}")
 
 
 def _series(rows: pd.DataFrame):
@@ -398,11 +396,7 @@ def figure_of(kind: str, rows: pd.DataFrame, key: dict, env: dict, scaling: pd.D
 def _render(job) -> Path | None:
     """Draw one plot and save it; None when it has no data."""
     kind, rows, key, env, scaling, path = job
-    fig = figure_of(kind, rows, key, env, scaling)
-    if fig is None:
-        return None
-    fig.savefig(path, dpi=style.DPI)
-    return path
+    return style.save(figure_of(kind, rows, key, env, scaling), path)
 
 
 def _jobs(table: pd.DataFrame, env: dict, out: Path) -> list[tuple]:

@@ -24,11 +24,7 @@ def slug(task: str, seq_len) -> str:
 
 def frontier_plot(best: pd.DataFrame, task: str, seq_len, device_name: str, path: Path) -> Path | None:
     """Draw `frontier_figure` into `path`; None where there is nothing to draw."""
-    fig = frontier_figure(best, task, seq_len, device_name)
-    if fig is None:
-        return None
-    fig.savefig(path, dpi=style.DPI)
-    return path
+    return style.save(frontier_figure(best, task, seq_len, device_name), path)
 
 
 def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str):
@@ -68,9 +64,7 @@ def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str):
              Line2D([], [], color="0.15", linestyle=":", label="speed–accuracy front\n(bold names are on it)")]
     style.legend(fig, [handles[m] for m in style.mixer_order(handles)] + extra, top=style.TOP + 0.1,
                  title="a line joins a layout's widths")
-    height = fig.get_size_inches()[1]
-    fig.suptitle(f"Speed–accuracy frontier: {task}, {int(seq_len)} tokens\n{device_name}", fontsize=11,
-                 y=1 - 0.1 / height, va="top")
+    style.title(fig, f"Speed–accuracy frontier: {task}, {int(seq_len)} tokens\n{device_name}")
     return fig
 
 

@@ -23,10 +23,8 @@ def slug(key: dict) -> str:
 
 
 def _title(fig, kind: str, key: dict, rows: pd.DataFrame) -> None:
-    height = fig.get_size_inches()[1]
     name = next((n for n in rows.get("device_name", []) if n), "")
-    fig.suptitle(f"{KINDS[kind]}\n{name} · {analysis.describe_group({**key, 'scope': 'mixer'})}", fontsize=11,
-                 y=1 - 0.1 / height, va="top")
+    style.title(fig, f"{KINDS[kind]}\n{name} · {analysis.describe_group({**key, 'scope': 'mixer'})}")
 
 
 def speedup_plot(rows: pd.DataFrame, key: dict, path: Path) -> Path | None:
@@ -61,8 +59,7 @@ def speedup_plot(rows: pd.DataFrame, key: dict, path: Path) -> Path | None:
     handles.append(Line2D([], [], color="0.3", linewidth=0.8, label="as fast as attention"))
     style.legend(fig, handles, right=1.8, top=style.TOP + 0.2)
     _title(fig, "speedup", key, rows)
-    fig.savefig(path, dpi=style.DPI)
-    return path
+    return style.save(fig, path)
 
 
 def analysis_scopes(rows: pd.DataFrame) -> list[str]:
@@ -93,8 +90,7 @@ def share_plot(rows: pd.DataFrame, key: dict, path: Path) -> Path | None:
     scope_handles = [Line2D([], [], color="0.2", linestyle=SCOPE_LINES[s], label=f"{s} step") for s in ("block", "encoder")]
     style.legend(fig, [handles[m] for m in style.mixer_order(handles)] + scope_handles)
     _title(fig, "share", key, rows)
-    fig.savefig(path, dpi=style.DPI)
-    return path
+    return style.save(fig, path)
 
 
 def draw(table: pd.DataFrame, out: Path) -> dict[tuple[str, tuple], Path]:

@@ -118,3 +118,13 @@ def test_length_ticks_prefer_powers_of_two():
 def test_drawing_does_not_import_torch():
     code = "import sys, bench.reporting.analysis, bench.reporting.plots, bench.reporting.report, bench.reporting.compare, bench.reporting.render; sys.exit('torch' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "a drawing module imports torch"
+
+
+def test_every_family_saves_through_style_save(fake_run, monkeypatch):
+    saved = []
+    save = style.save
+    monkeypatch.setattr(style, "save", lambda fig, path: saved.append(path) or save(fig, path))
+    run = fake_run(mixers=("fft", "attention"), seq_lens=(128, 256, 512), dtypes=("float32",), modes=("forward",))
+    drawn = draw(run)
+    assert drawn and sorted(drawn) == sorted(saved)
+    assert style.save(None, run / "nothing.png") is None and not (run / "nothing.png").exists()
