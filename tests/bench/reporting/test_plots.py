@@ -123,7 +123,7 @@ def test_drawing_does_not_import_torch():
 def test_every_family_saves_through_style_save(fake_run, monkeypatch):
     saved = []
     save = style.save
-    monkeypatch.setattr(style, "save", lambda fig, path: saved.append(path) or save(fig, path))
+    monkeypatch.setattr(style, "save", lambda fig, path: saved.append(path) or save(fig, path) if fig else None)
     run = fake_run(mixers=("fft", "attention"), seq_lens=(128, 256, 512), dtypes=("float32",), modes=("forward",))
     drawn = draw(run)
     assert drawn and sorted(drawn) == sorted(saved)
