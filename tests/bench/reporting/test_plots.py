@@ -120,7 +120,7 @@ def test_drawing_does_not_import_torch():
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0, "a drawing module imports torch"
 
 
-def test_every_family_saves_through_style_save(fake_run, monkeypatch):
+def test_the_cost_plots_are_saved_through_style_save(fake_run, monkeypatch):
     saved = []
     save = style.save
     monkeypatch.setattr(style, "save", lambda fig, path: saved.append(path) or save(fig, path) if fig else None)
