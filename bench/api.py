@@ -19,7 +19,8 @@ from bench.measuring.points import (DTYPE_ALIASES, DTYPE_NAMES, MODES, NORMS, SC
                                     parse_int, parse_ints, parse_names, parse_options)
 from bench.measuring.timing import TORCH_DTYPES
 from bench.measuring.workers import LocalBackend, Slot, local_slots
-from bench.reporting import analysis, report
+from bench.reporting import analysis
+from bench.reporting.render import render_run
 
 REPO_RESULTS = fingerprint.REPO_ROOT / "results"
 
@@ -329,7 +330,7 @@ def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes
                             timeout_s=timeout_s, budget_s=budget_s, min_reps=min_reps)
     run_plan(sweep_plan)
     if plots:
-        report.write(sweep_plan.out)
+        render_run(sweep_plan.out)
     table = analysis.load_results(sweep_plan.out)
     wanted = {point.key for point in sweep_plan.points}
     keys = [Point.from_row({k: "" if v is None or v != v else v for k, v in row.items()}).key

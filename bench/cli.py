@@ -244,14 +244,13 @@ def _run_dir(path: str) -> Path | None:
 
 
 def _draw(run_dir: Path, report: bool) -> int:
-    from bench.reporting import plots
-    from bench.reporting import report as html_report
+    from bench.reporting.render import render_run
 
     try:
-        drawn = plots.draw(run_dir)
-        print(f"mixbench: {len(drawn)} plots in {run_dir / 'plots'}")
+        rendered = render_run(run_dir, page=report)
+        print(f"mixbench: {len(rendered.plots)} plots in {run_dir / 'plots'}")
         if report:
-            print(f"mixbench: report: {html_report.write(run_dir)}")
+            print(f"mixbench: report: {rendered.page}")
     except OSError as exc:
         kept = "; ".join(text for text in (_kept(run_dir), _kept(run_dir, "quality.csv"))
                          if text and "no " not in text[:3])

@@ -1,7 +1,8 @@
 """Analysis of a finished run folder: Pareto fronts, scaling exponents, crossovers, winners, roofline.
 
-Everything here reads only `results.csv` and `env.json` (see DESIGN.md, "A run folder"), with pandas
-and numpy, so a folder copied from a GPU machine can be analysed anywhere, without torch.
+Everything here reads only a run folder's `results.csv` (one row per measured point, the columns of
+`bench.measuring.store.COLUMNS`) and `env.json` (the machine and the command), with pandas and numpy, so a
+folder copied from a GPU machine can be analysed anywhere, without torch.
 
 Vocabulary. A *series* is one mixer measured over sequence lengths with everything else fixed:
 (mixer, dim, batching, dtype, mode, device). A *group* is the same without the mixer: the mixers
@@ -17,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.measuring import store
 from bench.reporting import quality
 
 SHAPE_KEYS = ["layers", "ffn", "vocab", "norm"]  # a block's or encoder's shape (empty at mixer scope)
@@ -25,13 +27,12 @@ SERIES_KEYS = ["mixer", *GROUP_KEYS]
 POINT_GROUP_KEYS = ["seq_len", *GROUP_KEYS]
 POINT_KEYS = ["mixer", "scope", "seq_len", "dim", *SHAPE_KEYS, "batch", "batching", "dtype", "mode", "device"]
 
-STATUSES = ("ok", "oom", "unsupported", "timeout", "error")
-NUMERIC_COLUMNS = ["seq_len", "dim", "layers", "ffn", "vocab", "batch", "time_ms", "time_ms_p20", "time_ms_p80",
-                   "time_ms_lo", "time_ms_hi", "rounds", "reps", "peak_mem_mb", "reserved_mem_mb", "resident_mem_mb",
-                   "tokens_per_s", "flops", "tflops", "bytes_min", "gbps", "roofline_frac", "energy_mj", "load_avg"]
-INTEGER_COLUMNS = ["seq_len", "dim", "layers", "ffn", "vocab", "batch", "rounds", "reps"]
+STATUSES = store.STATUSES
+# How each of store.COLUMNS is read: text, or a number (every other column but the timestamp).
 TEXT_COLUMNS = ["mixer", "scope", "norm", "batching", "dtype", "compute_dtype", "mode", "device", "device_index",
                 "device_name", "status", "bound", "source_hash", "error"]
+NUMERIC_COLUMNS = [column for column in store.COLUMNS if column not in TEXT_COLUMNS and column != "measured_at"]
+INTEGER_COLUMNS = ["seq_len", "dim", "layers", "ffn", "vocab", "batch", "rounds", "reps"]
 
 # Below this a peak-memory reading is allocator noise, not the mixer's working set.
 MIN_MEM_MB = 0.01
@@ -45,7 +46,7 @@ MIN_FIT_POINTS = 3
 
 def load_results(run_dir) -> pd.DataFrame:
     """The run's results table, typed, with a later row replacing an earlier one for the same point."""
-    path = Path(run_dir) / "results.csv"
+    path = Path(run_dir) / store.RESULTS
     try:
         table = pd.read_csv(path, dtype={column: str for column in TEXT_COLUMNS}, keep_default_na=False,
                             na_values=[""])
@@ -95,30 +96,46 @@ def _groups(table: pd.DataFrame, keys):
     return table.groupby(list(keys), dropna=False, sort=True)
 
 
-def pareto_front(table: pd.DataFrame) -> pd.DataFrame:
-    """Per point group, exactly the non-dominated ok points in (time_ms, peak_mem_mb), fastest first.
+# What the memory of the cost frontier (pareto.csv's total_mem_mb, the Pareto plots) counts, in words.
+MEMORY_TOTAL_TEXT = ("memory held between calls (resident_mem_mb: parameters, buffers and any cached tables, the "
+                     "inputs, and in train the gradients and optimizer state) plus the call's peak working memory "
+                     "above it (peak_mem_mb)")
 
-    A point is dominated when another is no worse in both and better in one. Two points equal in both
-    dominate neither, so both are kept (ordered by mixer name): dropping one would hide a mixer that is
-    just as good. Rows without a peak memory reading are left out.
+
+def total_mem_mb(table: pd.DataFrame) -> pd.Series:
+    """Per row, the memory a point costs: resident_mem_mb + peak_mem_mb; the peak alone where no held memory was
+    recorded (run folders written before resident_mem_mb existed), and NaN without a peak reading."""
+    resident = table["resident_mem_mb"] if "resident_mem_mb" in table else pd.Series(np.nan, index=table.index)
+    return table["peak_mem_mb"] + resident.fillna(0.0)
+
+
+def pareto_front(table: pd.DataFrame) -> pd.DataFrame:
+    """Per point group, exactly the non-dominated ok points in (time_ms, total_mem_mb), fastest first.
+
+    `total_mem_mb` is `total_mem_mb(table)`: what the mixer holds plus its peak working memory, so a mixer
+    that trades held tables for speed is placed by all it holds. A point is dominated when another is no worse
+    in both and better in one. Two points equal in both dominate neither, so both are kept (ordered by mixer
+    name): dropping one would hide a mixer that is just as good. Rows without a peak memory reading are left out.
     """
     columns = [*POINT_GROUP_KEYS, "mixer", "batch", "time_ms", "time_ms_p20", "time_ms_p80",
                "peak_mem_mb", "tokens_per_s"]
     ok = ok_rows(table)
-    ok = ok[ok["peak_mem_mb"].notna()]
+    ok = ok.assign(total_mem_mb=total_mem_mb(ok))
+    ok = ok[ok["total_mem_mb"].notna()]
     if ok.empty:
-        return pd.DataFrame(columns=[*columns, "rank"])
-    ok = ok.sort_values([*POINT_GROUP_KEYS, "time_ms", "peak_mem_mb", "mixer"])
+        return pd.DataFrame(columns=[*columns, "rank", "total_mem_mb"])
+    ok = ok.sort_values([*POINT_GROUP_KEYS, "time_ms", "total_mem_mb", "mixer"])
     keep = []
     for _, group in _groups(ok, POINT_GROUP_KEYS):
         best_mem = math.inf
         last_kept = None
-        for index, time_ms, mem in zip(group.index, group["time_ms"], group["peak_mem_mb"]):
+        for index, time_ms, mem in zip(group.index, group["time_ms"], group["total_mem_mb"]):
             if mem < best_mem or last_kept == (time_ms, mem):
                 keep.append(index)
                 best_mem, last_kept = mem, (time_ms, mem)
     front = ok.loc[keep, columns].reset_index(drop=True)
     front["rank"] = front.groupby(POINT_GROUP_KEYS, dropna=False).cumcount() + 1
+    front["total_mem_mb"] = ok.loc[keep, "total_mem_mb"].to_numpy(float)  # after the columns it had before
     return front
 
 
@@ -294,6 +311,11 @@ def describe_group(key: dict) -> str:
     return ", ".join(part for part in parts if part)
 
 
+def group_id(key: dict) -> tuple:
+    """A group key as a hashable tuple of (column, value), a missing value as None: how a plot manifest names it."""
+    return tuple((column, value if is_known(value) else None) for column, value in key.items())
+
+
 def is_known(value) -> bool:
     return value is not None and not (isinstance(value, float) and math.isnan(value)) and value is not pd.NA \
         and value != ""
@@ -404,15 +426,19 @@ def loaded(table: pd.DataFrame, cpu_count: int | None) -> pd.Series:
     return (table["load_avg"] > cpu_count + 0.5).fillna(False).astype(bool)
 
 
-def write_tables(run_dir) -> list[Path]:
-    """Write pareto.csv, scaling.csv, crossovers.csv and winners.csv into the run folder; returns their paths."""
+def write_tables(run_dir, table: pd.DataFrame | None = None, quality_table: pd.DataFrame | None = None) -> list[Path]:
+    """Write pareto.csv, scaling.csv, crossovers.csv and winners.csv into the run folder; returns their paths.
+
+    `table` and `quality_table` are the folder's tables as `load_results` and `quality.load_quality` read
+    them; each is read from the folder when not given.
+    """
     run_dir = Path(run_dir)
-    table = load_results(run_dir)
     tables = {}
-    if (run_dir / "results.csv").exists():
+    if (run_dir / store.RESULTS).exists():
+        table = load_results(run_dir) if table is None else table
         tables.update({"pareto.csv": pareto_front(table), "scaling.csv": scaling_exponents(table),
                        "crossovers.csv": crossovers(table), "winners.csv": winners(table)})
-    best = quality.best_runs(quality.load_quality(run_dir))
+    best = quality.best_runs(quality.load_quality(run_dir) if quality_table is None else quality_table)
     if len(best):
         tables.update({"quality_best.csv": best, "quality_front.csv": quality.front(best)})
     paths = []

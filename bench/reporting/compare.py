@@ -7,7 +7,9 @@ or smaller), with a `verdict` per point (B against A):
   round; `faster` the other way round; `within-noise` otherwise. This is asv's rule: a change is called
   only when it exceeds both runs' between-round spread. With one round per run there is no
   between-process spread to go on, so a single process's p20–p80 band stands in for it (a weaker test,
-  since one process can sit in a slow mode for good: shared/notes/timing-noise.md).
+  since one process can sit in a slow mode for good: on the development CPU, fresh processes of one point read
+  7 ms or 12.6 ms, each with a p20–p80 of ±2%, as glibc's moving mmap threshold left it paging in fresh memory
+  on every call or not).
 Points present in only one run are listed with `only_in` = "a" or "b". Each run's rows are read with
 `analysis.load_results`: where a point has several rows (re-measured after its mixer changed), the later
 row is the one compared. It writes `compare.csv` and `compare.png` into `out_dir`, by default
@@ -126,11 +128,7 @@ def _device(compared: pd.DataFrame, side: str) -> str:
 
 def plot(compared: pd.DataFrame, path: Path, name_a: str = "A", name_b: str = "B") -> Path | None:
     """Draw `ratio_figure` into `path`; None where no point ran in both."""
-    fig = ratio_figure(compared, name_a, name_b)
-    if fig is None:
-        return None
-    fig.savefig(path, dpi=style.DPI)
-    return path
+    return style.save(ratio_figure(compared, name_a, name_b), path)
 
 
 def ratio_figure(compared: pd.DataFrame, name_a: str = "A", name_b: str = "B"):
@@ -140,8 +138,10 @@ def ratio_figure(compared: pd.DataFrame, name_a: str = "A", name_b: str = "B"):
         return None
     panels = list(matched.groupby(["dtype", "mode"], sort=True))
     ncols, nrows = min(2, len(panels)), math.ceil(len(panels) / 2)
-    width, height = 0.9 + 2.35 + ncols * 4.6 + (ncols - 1) * 0.7, 0.72 + 0.2 + 0.62 + nrows * 3.4 + (nrows - 1) * 0.8
-    fig, axes = figure(width, height, ncols=ncols, nrows=nrows, top=0.92, row_gap=0.8)
+    top = style.TOP + 0.2
+    width = style.LEFT + style.LEGEND + ncols * 4.6 + (ncols - 1) * 0.7
+    height = top + style.BOTTOM + nrows * 3.4 + (nrows - 1) * 0.8
+    fig, axes = figure(width, height, ncols=ncols, nrows=nrows, top=top, row_gap=0.8)
     for ax in axes[len(panels):]:
         ax.set_visible(False)
     series_keys = ["dim", "batching"]
@@ -166,10 +166,10 @@ def ratio_figure(compared: pd.DataFrame, name_a: str = "A", name_b: str = "B"):
         ax.set_title(f"{dtype}, {mode}", fontsize=10, y=1.01)
         ax.grid(True, which="major", alpha=0.3)
     handles = list(seen.values()) + [Line2D([], [], color="0.2", linewidth=1, label="equal time")]
-    legend(fig, handles, top=0.92)
+    legend(fig, handles, top=top)
     device_a, device_b = _device(compared, "a"), _device(compared, "b")
-    fig.suptitle(f"Time ratio B / A per point\nA = {name_a}{f' ({device_a})' if device_a else ''} · "
-                 f"B = {name_b}{f' ({device_b})' if device_b else ''}", fontsize=11, y=1 - 0.1 / height, va="top")
+    style.title(fig, f"Time ratio B / A per point\nA = {name_a}{f' ({device_a})' if device_a else ''} · "
+                     f"B = {name_b}{f' ({device_b})' if device_b else ''}")
     return fig
 
 

@@ -17,13 +17,26 @@ hand. Each folder's `report.html` opens from disk and holds every plot, table an
 """
 
 
+def _is_run(folder: Path) -> bool:
+    return folder.is_dir() and (folder / "env.json").is_file() and (
+        (folder / "results.csv").is_file() or (folder / "quality.csv").is_file())
+
+
 def run_folders(results_dir: Path) -> list[Path]:
-    """Folders under `results_dir` (one level) that hold a results.csv or a quality.csv, and an env.json."""
-    return sorted(p for p in results_dir.iterdir() if p.is_dir() and (p / "env.json").is_file()
-                  and ((p / "results.csv").is_file() or (p / "quality.csv").is_file()))
+    """Run folders (an env.json and a results.csv or a quality.csv) in `results_dir` and one level below it, as
+    committed reference runs are kept (`results/reference/<run>/`)."""
+    found = []
+    for folder in results_dir.iterdir():
+        if _is_run(folder):
+            found.append(folder)
+        elif folder.is_dir():
+            found += [inner for inner in folder.iterdir() if _is_run(inner)]
+    return sorted(found)
 
 
-def _describe(run_dir: Path) -> str:
+def _describe(run_dir: Path, results_dir: Path) -> str:
+    """One run's section; its heading links to its report relative to `results_dir` (where the index is)."""
+    name = run_dir.relative_to(results_dir).as_posix()
     env = analysis.load_env(run_dir)
     table = analysis.load_results(run_dir)
     device = env.get("device", "?")
@@ -33,7 +46,7 @@ def _describe(run_dir: Path) -> str:
         where += f" (driver {gpu.get('driver')}, CUDA {env.get('cuda')})"
     counts = table["status"].value_counts()
     statuses = ", ".join(f"{counts[s]} {s}" for s in analysis.STATUSES if s in counts)
-    lines = [f"## [{run_dir.name}]({run_dir.name}/report.html)", "",
+    lines = [f"## [{name}]({name}/report.html)", "",
              f"- {where}; torch {env.get('torch', '?')}; preset `{env.get('preset') or 'custom'}`"]
     if len(table):
         scopes = ", ".join(sorted(table["scope"].unique()))
@@ -58,9 +71,9 @@ def _describe(run_dir: Path) -> str:
 
 
 def write_index(results_dir: str | Path) -> Path:
-    """Write `results_dir/README.md` describing every run folder in it; returns its path."""
+    """Write `results_dir/README.md` describing every run folder in it and one level below; returns its path."""
     results_dir = Path(results_dir)
-    sections = [_describe(run_dir) for run_dir in run_folders(results_dir)]
+    sections = [_describe(run_dir, results_dir) for run_dir in run_folders(results_dir)]
     path = results_dir / "README.md"
     body = "\n".join(sections) if sections else "No run is committed yet.\n"
     path.write_text(HEADER.format(folder=results_dir.as_posix()) + "\n" + body)

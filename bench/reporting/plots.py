@@ -1,23 +1,24 @@
-"""Plots of a finished run folder, drawn from `results.csv` and `env.json` alone (no torch needed).
+"""The cost plots of a run, drawn from its results table and env.json alone (no torch needed).
 
-`draw(run_dir)` writes the analysis tables and one PNG per (plot kind × group) into `run_dir/plots/`,
-named `<kind>__<group>.png` (e.g. `time__bfloat16_forward_d768_batch8_cuda.png`); the kinds are listed
-in `KINDS`. Every mixer keeps one colour and one marker in every plot (`style.mixer_style`).
+`draw(table, env, out)` writes one PNG per (plot kind × group) into `out`, named `<kind>__<group>.png`
+(e.g. `time__bfloat16_forward_d768_batch8_cuda.png`), and returns a manifest {(kind, group): path} that
+the report reads instead of rebuilding file names; the kinds are listed in `KINDS`. Every mixer keeps one
+colour and one marker in every plot (`style.mixer_style`).
 """
 
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps, ticker
 from matplotlib.colors import LogNorm
+from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench.reporting import analysis, quality_plots, scope_plots, style
+from bench.reporting import analysis, style
 from bench.reporting.style import (BOTTOM, group_slug, LEFT, LEGEND, TOP, figure, legend, length_axis, log_ticks, memory_unit,
                                    mixer_order, mixer_style, plain)
 
@@ -28,11 +29,13 @@ KINDS = {
     "time": "Time per call vs sequence length",
     "memory": "Peak memory vs sequence length",
     "throughput": "Throughput vs sequence length",
-    "pareto": "Pareto frontier: time vs peak memory",
+    "pareto": "Pareto frontier: time vs memory held + peak",
     "winners": "Time relative to the fastest mixer at each length",
     "roofline": "Roofline: achieved FLOP/s vs arithmetic intensity",
     "modes": "Forward vs train",
 }
+# The forward-vs-train plot's group: a cost plot's group without the mode, which it splits into two panels.
+MODES_GROUP_KEYS = [column for column in analysis.GROUP_KEYS if column != "mode"]
 # The device's memory is drawn on the memory plot when it is at most this many times the largest reading.
 MEMORY_LINE_REACH = 1000
 
@@ -43,9 +46,7 @@ def _device_name(rows: pd.DataFrame, env: dict) -> str:
 
 
 def _title(fig: Figure, kind: str, key: dict, rows: pd.DataFrame, env: dict) -> None:
-    height = fig.get_size_inches()[1]
-    fig.suptitle(f"{KINDS[kind]}\n{_device_name(rows, env)} · {analysis.describe_group(key)}", fontsize=11,
-                 y=1 - 0.1 / height, va="top")
+    style.title(fig, f"{KINDS[kind]}\n{_device_name(rows, env)} · {analysis.describe_group(key)}")
 
 
 def _series(rows: pd.DataFrame):
@@ -160,7 +161,7 @@ def time_band(series: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
 def representative_lengths(rows: pd.DataFrame, count: int = 4) -> list[int]:
     """Up to `count` lengths for the Pareto plot: the smallest, the one nearest 512, the largest at which
     the most mixers ran, and the largest."""
-    ok = rows[(rows["status"] == "ok") & (rows["time_ms"] > 0) & (rows["peak_mem_mb"] > 0)]
+    ok = rows[(rows["status"] == "ok") & (rows["time_ms"] > 0) & (analysis.total_mem_mb(rows) > 0)]
     if ok.empty:
         return []
     per_length = ok.groupby("seq_len")["mixer"].nunique().sort_index()
@@ -200,7 +201,8 @@ def _place_labels(ax, points, width_in: float, height_in: float) -> None:
 
 
 def _pareto_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFrame):
-    """Time vs peak memory at a few lengths, the frontier as a staircase, every point named."""
+    """Time vs memory (held + peak, `analysis.total_mem_mb`) at a few lengths, the frontier as a staircase,
+    every point named."""
     lengths = representative_lengths(rows)
     if not lengths:
         return None
@@ -216,27 +218,28 @@ def _pareto_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFrame
         ax.set_visible(False)
     seen = {}
     for ax, seq_len in zip(axes, lengths):
-        here = rows[(rows["seq_len"] == seq_len) & (rows["status"] == "ok") & (rows["time_ms"] > 0)
-                    & (rows["peak_mem_mb"] > 0)].drop_duplicates("mixer", keep="last")
-        on_front = front[(front["seq_len"] == seq_len) & (front["peak_mem_mb"] > 0)].sort_values("time_ms")
+        here = rows.assign(total_mem_mb=analysis.total_mem_mb(rows))
+        here = here[(here["seq_len"] == seq_len) & (here["status"] == "ok") & (here["time_ms"] > 0)
+                    & (here["total_mem_mb"] > 0)].drop_duplicates("mixer", keep="last")
+        on_front = front[(front["seq_len"] == seq_len) & (front["total_mem_mb"] > 0)].sort_values("time_ms")
         best = set(on_front["mixer"])
-        scale, unit = memory_unit(float(here["peak_mem_mb"].max()) if len(here) else 0.0)
+        scale, unit = memory_unit(float(here["total_mem_mb"].max()) if len(here) else 0.0)
         points = []
         for mixer in mixer_order(here["mixer"].unique()):
             point = here[here["mixer"] == mixer].iloc[0]
             style = mixer_style(mixer)
-            handle = ax.plot([point["time_ms"]], [point["peak_mem_mb"] / scale], linestyle="none", markersize=8,
+            handle = ax.plot([point["time_ms"]], [point["total_mem_mb"] / scale], linestyle="none", markersize=8,
                              markeredgecolor="black" if mixer in best else style["color"], label=mixer,
                              zorder=3, **style)[0]
             seen.setdefault(mixer, handle)
-            points.append((float(point["time_ms"]), float(point["peak_mem_mb"]) / scale, mixer, mixer in best))
+            points.append((float(point["time_ms"]), float(point["total_mem_mb"]) / scale, mixer, mixer in best))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.margins(0.18)
         ax.autoscale_view()
         if len(on_front):
             (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
-            times, mems = on_front["time_ms"].to_numpy(float), on_front["peak_mem_mb"].to_numpy(float) / scale
+            times, mems = on_front["time_ms"].to_numpy(float), on_front["total_mem_mb"].to_numpy(float) / scale
             ax.step(np.r_[times[0], times, x1], np.r_[y1, mems, mems[-1]], where="post", color="0.15",
                     linewidth=1.1, linestyle="--", zorder=1)
             ax.set_xlim(x0, x1)
@@ -246,7 +249,7 @@ def _pareto_plot(rows: pd.DataFrame, key: dict, env: dict, scaling: pd.DataFrame
         _place_labels(ax, points, panel_width, panel_height)
         ax.set_title(f"{analysis.format_seq_len(seq_len)} tokens", fontsize=10, y=1.01)
         ax.set_xlabel("time per call (ms)")
-        ax.set_ylabel(f"peak memory ({unit})")
+        ax.set_ylabel(f"memory held + peak ({unit})")
         ax.grid(True, which="major", alpha=0.3)
     handles = [seen[mixer] for mixer in mixer_order(seen)]
     handles.append(Line2D([], [], color="0.15", linestyle="--", label="Pareto frontier\n(bold names are on it)"))
@@ -393,11 +396,7 @@ def figure_of(kind: str, rows: pd.DataFrame, key: dict, env: dict, scaling: pd.D
 def _render(job) -> Path | None:
     """Draw one plot and save it; None when it has no data."""
     kind, rows, key, env, scaling, path = job
-    fig = figure_of(kind, rows, key, env, scaling)
-    if fig is None:
-        return None
-    fig.savefig(path, dpi=style.DPI)
-    return path
+    return style.save(figure_of(kind, rows, key, env, scaling), path)
 
 
 def _jobs(table: pd.DataFrame, env: dict, out: Path) -> list[tuple]:
@@ -412,26 +411,21 @@ def _jobs(table: pd.DataFrame, env: dict, out: Path) -> list[tuple]:
         for kind in _PLOTS:
             if kind != "modes":
                 jobs.append((kind, rows, key, env, scaling[mine], out / f"{kind}__{group_slug(key)}.png"))
-    shared = [column for column in analysis.GROUP_KEYS if column != "mode"]
-    for values, rows in table.groupby(shared, dropna=False, sort=True):
-        key = dict(zip(shared, values))
+    for values, rows in table.groupby(MODES_GROUP_KEYS, dropna=False, sort=True):
+        key = dict(zip(MODES_GROUP_KEYS, values))
         jobs.append(("modes", rows, key, env, scaling, out / f"modes__{group_slug(key)}.png"))
     return jobs
 
 
-def draw(run_dir) -> list[Path]:
-    """Write the analysis tables and every plot that has data into `run_dir/plots/`; returns the PNG paths.
+def draw(table: pd.DataFrame, env: dict, out: Path) -> dict[tuple[str, tuple], Path]:
+    """Draw every cost plot that has data into `out`; returns the manifest {(kind, group): PNG path}.
 
-    PNGs left in `plots/` by an earlier draw are removed first, so the folder matches the results.
+    `table` is a prepared results table (`analysis.load_results`); a group is `analysis.group_id` of the
+    plot's group key: over GROUP_KEYS, or over MODES_GROUP_KEYS for the forward-vs-train plot.
     """
-    run_dir = Path(run_dir)
-    analysis.write_tables(run_dir)
-    table = analysis.load_results(run_dir)
-    out = run_dir / "plots"
-    out.mkdir(exist_ok=True)
-    for old in out.glob("*.png"):
-        old.unlink()
-    paths = [_render(job) for job in _jobs(table, analysis.load_env(run_dir), out)]
-    paths += scope_plots.draw(table, out)
-    paths += quality_plots.draw(run_dir, out)
-    return [path for path in paths if path is not None]
+    manifest = {}
+    for job in _jobs(table, env, out):
+        path = _render(job)
+        if path is not None:
+            manifest[(job[0], analysis.group_id(job[2]))] = path
+    return manifest

@@ -20,16 +20,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench.measuring import store
+
 LEARNED_MARGIN = 0.10  # absolute accuracy above the baseline
 SIZE_KEYS = ["task", "task_options", "layout", "seq_len", "dim", "layers", "ffn", "norm", "shift", "batch", "steps", "dtype", "device"]
-NUMERIC = ["seq_len", "dim", "layers", "ffn", "batch", "steps", "lr", "seed", "accuracy", "val_accuracy",
-           "train_accuracy", "loss", "baseline", "params", "train_s", "step_ms", "tokens_per_s", "threads"]
 TEXT = ["task", "task_options", "layout", "norm", "shift", "dtype", "device", "device_name", "status", "source_hash", "error"]
+# Every other column of store.QUALITY_COLUMNS but the ones only shown (device index, commit, timestamp) is a number.
+NUMERIC = [column for column in store.QUALITY_COLUMNS
+           if column not in TEXT and column not in ("device_index", "git_commit", "measured_at")]
 
 
 def load_quality(run_dir) -> pd.DataFrame:
     """quality.csv typed, the later row kept where a run was trained again; empty when there is none."""
-    path = Path(run_dir) / "quality.csv"
+    path = Path(run_dir) / store.QUALITY
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False)
     except (FileNotFoundError, pd.errors.EmptyDataError):

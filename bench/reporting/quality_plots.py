@@ -24,11 +24,7 @@ def slug(task: str, seq_len) -> str:
 
 def frontier_plot(best: pd.DataFrame, task: str, seq_len, device_name: str, path: Path) -> Path | None:
     """Draw `frontier_figure` into `path`; None where there is nothing to draw."""
-    fig = frontier_figure(best, task, seq_len, device_name)
-    if fig is None:
-        return None
-    fig.savefig(path, dpi=style.DPI)
-    return path
+    return style.save(frontier_figure(best, task, seq_len, device_name), path)
 
 
 def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str):
@@ -68,22 +64,20 @@ def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str):
              Line2D([], [], color="0.15", linestyle=":", label="speed–accuracy front\n(bold names are on it)")]
     style.legend(fig, [handles[m] for m in style.mixer_order(handles)] + extra, top=style.TOP + 0.1,
                  title="a line joins a layout's widths")
-    height = fig.get_size_inches()[1]
-    fig.suptitle(f"Speed–accuracy frontier: {task}, {int(seq_len)} tokens\n{device_name}", fontsize=11,
-                 y=1 - 0.1 / height, va="top")
+    style.title(fig, f"Speed–accuracy frontier: {task}, {int(seq_len)} tokens\n{device_name}")
     return fig
 
 
-def draw(run_dir: Path, out: Path) -> list[Path]:
-    """One frontier plot per task and length that some layout learned; returns the PNGs written."""
-    table = quality.load_quality(run_dir)
+def draw(table: pd.DataFrame, out: Path) -> dict[tuple[str, tuple], Path]:
+    """One frontier plot per task and length that some layout learned, from the quality table
+    (`quality.load_quality`); returns the manifest {(KIND, (("task", task), ("seq_len", length))): PNG path}."""
     best = quality.best_runs(table)
     if best.empty:
-        return []
+        return {}
     names = [n for n in table["device_name"] if n]
-    paths = []
+    manifest = {}
     for (task, seq_len), _ in best.groupby(["task", "seq_len"], sort=True):
         path = frontier_plot(best, task, seq_len, names[0] if names else "", out / f"{slug(task, seq_len)}.png")
         if path is not None:
-            paths.append(path)
-    return paths
+            manifest[(KIND, (("task", task), ("seq_len", seq_len)))] = path
+    return manifest

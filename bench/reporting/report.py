@@ -1,4 +1,5 @@
-"""One self-contained `report.html` per run folder, built from `results.csv`, `env.json` and `plots/`.
+"""One self-contained `report.html` per run folder, built from `results.csv`, `env.json` and the plots'
+manifest (`bench.reporting.render.render_run` loads the folder once and writes tables, plots, then this page).
 
 The page opens from disk anywhere: the PNGs are embedded as base64 data URIs and the CSS is inline,
 with no script, font or link outside the file. It starts with a written answer computed from the data,
@@ -134,17 +135,6 @@ def _image(path: Path) -> str:
             f"<figcaption>plots/{_e(path.name)}</figcaption></figure>")
 
 
-def _needs_drawing(run_dir: Path) -> bool:
-    """No plots yet, or a results table newer than every plot."""
-    pngs = list((run_dir / "plots").glob("*.png"))
-    tables = [path for path in (run_dir / "results.csv", run_dir / "quality.csv") if path.exists()]
-    if not tables:
-        return False
-    if not pngs:
-        return True
-    return max(path.stat().st_mtime for path in tables) > max(png.stat().st_mtime for png in pngs)
-
-
 def _on_cpu(table: pd.DataFrame, env: dict) -> bool:
     devices = set(table["device"]) - {""}
     if env.get("device"):
@@ -229,6 +219,16 @@ def _claims_table(frame: pd.DataFrame) -> str:
     return f'<table class="claims"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
 
 
+def _by_length(title: str, frame: pd.DataFrame, index: list[str], value: str, kind: str) -> str:
+    """`frame`'s `value` as a folded table: a row per `index` key, a column per length; nothing when empty."""
+    if frame.empty:
+        return ""
+    pivot = frame.pivot_table(index=index, columns="seq_len", values=value, aggfunc="last").reset_index()
+    lengths = [c for c in pivot.columns if isinstance(c, (int, float))]
+    columns = [(name, "layout" if name == "mixer" else name, "text") for name in index]
+    return _folded(title, pivot, columns + [(n, analysis.format_seq_len(n), kind) for n in lengths])
+
+
 def _scopes_section(table: pd.DataFrame, env: dict, images: list[Path]) -> str:
     """The mixer inside a model: speed-up per scope, share of the step, and the paper's claims."""
     if table["scope"].nunique() < 2 and not (table["scope"] == "encoder").any():
@@ -239,22 +239,10 @@ def _scopes_section(table: pd.DataFrame, env: dict, images: list[Path]) -> str:
              "step: forward, backward and an AdamW update. The share is the mixer's time alone (its mixer-scope "
              "row) times the layers that use it, over the measured step.</p>"]
     parts += [_image(path) for path in images]
-    share = scopes.mixer_share(table)
-    if not share.empty:
-        pivot = share.pivot_table(index=["scope", "mode", "dtype", "mixer"], columns="seq_len", values="share",
-                                  aggfunc="last").reset_index()
-        lengths = [c for c in pivot.columns if isinstance(c, (int, float))]
-        columns = [("scope", "scope", "text"), ("mode", "mode", "text"), ("dtype", "dtype", "text"),
-                   ("mixer", "layout", "text")] + [(n, analysis.format_seq_len(n), "pct") for n in lengths]
-        parts.append(_folded("Share of the step spent in the mixer", pivot, columns))
-    speed = scopes.speedups(table)
-    if not speed.empty:
-        pivot = speed.pivot_table(index=["mode", "dtype", "mixer", "scope"], columns="seq_len", values="speedup",
-                                  aggfunc="last").reset_index()
-        lengths = [c for c in pivot.columns if isinstance(c, (int, float))]
-        columns = [("mode", "mode", "text"), ("dtype", "dtype", "text"), ("mixer", "layout", "text"),
-                   ("scope", "scope", "text")] + [(n, analysis.format_seq_len(n), "ratio") for n in lengths]
-        parts.append(_folded("Speed-up over attention (attention's time ÷ the layout's)", pivot, columns))
+    parts.append(_by_length("Share of the step spent in the mixer", scopes.mixer_share(table),
+                            ["scope", "mode", "dtype", "mixer"], "share", "pct"))
+    parts.append(_by_length("Speed-up over attention (attention's time ÷ the layout's)", scopes.speedups(table),
+                            ["mode", "dtype", "mixer", "scope"], "speedup", "ratio"))
     claims = scopes.claims(table, env)
     if (table["scope"] == "encoder").any():
         cpu = "" if env.get("device") == "cuda" else (
@@ -265,11 +253,12 @@ def _scopes_section(table: pd.DataFrame, env: dict, images: list[Path]) -> str:
                      f"{scopes.TOLERANCE:.0%} of the paper's; ours is attention's time ÷ the layout's at "
                      f"{scopes.CLAIM_LENGTH} tokens, encoder scope unless the claim is about the sublayer.</p>"
                      + _claims_table(claims))
-    return "\n".join(parts)
+    return "\n".join(part for part in parts if part)
 
 
-def _quality_section(best: pd.DataFrame, env: dict, images: list[Path]) -> str:
-    """What each layout learns: the speed–accuracy frontier per task, the tables behind it."""
+def _quality_section(best: pd.DataFrame, env: dict, images: dict) -> str:
+    """What each layout learns: the speed–accuracy frontier per task, the tables behind it (`images`: the
+    quality plots' manifest)."""
     if best.empty:
         return ""
     settings = env.get("quality") or {}
@@ -284,7 +273,8 @@ def _quality_section(best: pd.DataFrame, env: dict, images: list[Path]) -> str:
              "thread(s) training at once, so it compares layouts within this run only. "
              f"{_e(settings.get('training', ''))}.</p>"]
     for task, group in best.groupby("task", sort=True):
-        mine = [path for path in images if path.name.startswith(f"{quality_plots.KIND}__{task}_")]
+        mine = [path for (kind, group_key), path in images.items()
+                if kind == quality_plots.KIND and dict(group_key).get("task") == task]
         parts.append(f"<h3>{_e(task)}</h3>")
         if not quality.learned(group).any():
             parts.append(f'<p class="warn">No layout learned {_e(task)} within this budget: every mean test accuracy '
@@ -309,24 +299,31 @@ def _quality_section(best: pd.DataFrame, env: dict, images: list[Path]) -> str:
     return "\n".join(parts)
 
 
-def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "",
+def memory_note(table: pd.DataFrame) -> str:
+    """What the memory axis of the cost frontier includes, in words, for this run."""
+    text = (f"Memory on the cost frontier (the Pareto plots, and total_mem_mb in pareto.csv) is "
+            f"{analysis.MEMORY_TOTAL_TEXT}: all a mixer needs to run a call. The peak-memory plots show the peak "
+            "working memory alone.")
+    if not table["resident_mem_mb"].notna().any():
+        text += " This run recorded no held memory (it predates resident_mem_mb), so its frontier counts the peak alone."
+    return text
+
+
+def render(table: pd.DataFrame, env: dict, manifest: dict, title: str = "",
            quality_table: pd.DataFrame | None = None) -> str:
-    """The report page as a string."""
+    """The report page as a string; `manifest` {(kind, group): PNG path} is the plots drawn for this table."""
     table = analysis.prepare(table)
     device_name = env.get("device_name") or next((n for n in table["device_name"] if n), "") or "unknown device"
     summaries = analysis.group_summaries(table)
     best = quality.best_runs(quality_table if quality_table is not None else quality.prepare(pd.DataFrame()))
     sentences = quality.summary(best) + [text for _, text in summaries]
-    by_name = {path.name: path for path in pngs}
-    used = set()
     groups = []
     for values, _ in table.groupby(analysis.GROUP_KEYS, dropna=False, sort=True):
         key = dict(zip(analysis.GROUP_KEYS, values))
-        slug = plots.group_slug(key)
-        images = [by_name[f"{kind}__{slug}.png"] for kind in plots.KINDS if f"{kind}__{slug}.png" in by_name]
-        used.update(path.name for path in images)
-        groups.append((key, slug, images))
-    sentence_for = {plots.group_slug(key): text for key, text in summaries}
+        group = analysis.group_id(key)
+        images = [manifest[(kind, group)] for kind in plots.KINDS if (kind, group) in manifest]
+        groups.append((key, style.group_slug(key), images))
+    sentence_for = {analysis.group_id(key): text for key, text in summaries}
 
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
            '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -352,20 +349,19 @@ def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "",
         out.append('<ul class="summary">' + "".join(f"<li>{_lead_bold(s)}</li>" for s in sentences) + "</ul>")
     else:
         out.append("<p>No point ran successfully; the reasons are listed below.</p>")
+    if analysis.ok_rows(table)["peak_mem_mb"].notna().any():
+        out.append(f'<p class="note">{_e(memory_note(table))}</p>')
     links = [(slug, f"{analysis.describe_group(key)}") for key, slug, _ in groups]
-    modes = sorted(path for path in pngs if path.name.startswith("modes__"))
-    scope_images = sorted(path for path in pngs if path.name.split("__")[0] in scope_plots.KINDS)
+    modes = [path for (kind, _), path in manifest.items() if kind == "modes"]
+    scope_images = [path for scope_kind in scope_plots.KINDS for (kind, _), path in manifest.items()
+                    if kind == scope_kind]
     scope_section = _scopes_section(table, env, scope_images) if len(table) else ""
-    quality_images = sorted(path for path in pngs if path.name.startswith(f"{quality_plots.KIND}__"))
-    quality_section = _quality_section(best, env, quality_images)
-    other = sorted(path for name, path in by_name.items()
-                   if name not in used and path not in modes and path not in scope_images
-                   and path not in quality_images)
+    quality_section = _quality_section(best, env, {k: path for k, path in manifest.items()
+                                                   if k[0] == quality_plots.KIND})
     nav = ['<a href="#quality">speed–accuracy</a>'] if quality_section else []
     nav += ['<a href="#scopes">mixer, block, encoder</a>'] if scope_section else []
     nav += [f'<a href="#{_e(slug)}">{_e(text)}</a>' for slug, text in links]
     nav += ['<a href="#modes">forward vs train</a>'] if modes else []
-    nav += ['<a href="#other-plots">other plots</a>'] if other else []
     nav += ['<a href="#environment">environment</a>', '<a href="#command">command line</a>']
     out.append("<nav>Sections: " + " ".join(nav) + "</nav>")
     if quality_section:
@@ -373,11 +369,9 @@ def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "",
     if scope_section:
         out.append(scope_section)
     for key, slug, images in groups:
-        out.append(_group_section(key, slug, table, sentence_for.get(slug, ""), images))
+        out.append(_group_section(key, slug, table, sentence_for.get(analysis.group_id(key), ""), images))
     if modes:
         out.append('<h2 id="modes">Forward vs train</h2>' + "".join(_image(path) for path in modes))
-    if other:
-        out.append('<h2 id="other-plots">Other plots</h2>' + "".join(_image(path) for path in other))
     out.append('<h2 id="environment">Environment</h2>')
     pairs = flatten(env)
     if pairs:
@@ -394,16 +388,3 @@ def render(table: pd.DataFrame, env: dict, pngs: list[Path], title: str = "",
                "the plots are embedded, so this file can be moved or sent on its own.</p>")
     out.append("</body></html>")
     return "\n".join(out)
-
-
-def write(run_dir) -> Path:
-    """Write `run_dir/report.html` (drawing the plots first when they are missing or stale); returns its path."""
-    run_dir = Path(run_dir)
-    if _needs_drawing(run_dir):
-        plots.draw(run_dir)
-    pngs = sorted((run_dir / "plots").glob("*.png"))
-    page = render(analysis.load_results(run_dir), analysis.load_env(run_dir), pngs, run_dir.name,
-                  quality.load_quality(run_dir))
-    path = run_dir / "report.html"
-    path.write_text(page, encoding="utf-8")
-    return path

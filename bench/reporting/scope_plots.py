@@ -13,8 +13,9 @@ from bench.reporting import analysis, scopes, style
 
 SCOPE_LINES = {"mixer": ":", "block": "--", "encoder": "-"}
 GROUP = ["dim", "batching", "dtype", "mode", "device"]
-KINDS = {"speedup": "Speed-up over attention at mixer, block and encoder scope",
-         "share": "Share of the step spent in the token mixer"}
+# In report order.
+KINDS = {"share": "Share of the step spent in the token mixer",
+         "speedup": "Speed-up over attention at mixer, block and encoder scope"}
 
 
 def slug(key: dict) -> str:
@@ -22,10 +23,8 @@ def slug(key: dict) -> str:
 
 
 def _title(fig, kind: str, key: dict, rows: pd.DataFrame) -> None:
-    height = fig.get_size_inches()[1]
     name = next((n for n in rows.get("device_name", []) if n), "")
-    fig.suptitle(f"{KINDS[kind]}\n{name} · {analysis.describe_group({**key, 'scope': 'mixer'})}", fontsize=11,
-                 y=1 - 0.1 / height, va="top")
+    style.title(fig, f"{KINDS[kind]}\n{name} · {analysis.describe_group({**key, 'scope': 'mixer'})}")
 
 
 def speedup_plot(rows: pd.DataFrame, key: dict, path: Path) -> Path | None:
@@ -60,8 +59,7 @@ def speedup_plot(rows: pd.DataFrame, key: dict, path: Path) -> Path | None:
     handles.append(Line2D([], [], color="0.3", linewidth=0.8, label="as fast as attention"))
     style.legend(fig, handles, right=1.8, top=style.TOP + 0.2)
     _title(fig, "speedup", key, rows)
-    fig.savefig(path, dpi=style.DPI)
-    return path
+    return style.save(fig, path)
 
 
 def analysis_scopes(rows: pd.DataFrame) -> list[str]:
@@ -92,19 +90,19 @@ def share_plot(rows: pd.DataFrame, key: dict, path: Path) -> Path | None:
     scope_handles = [Line2D([], [], color="0.2", linestyle=SCOPE_LINES[s], label=f"{s} step") for s in ("block", "encoder")]
     style.legend(fig, [handles[m] for m in style.mixer_order(handles)] + scope_handles)
     _title(fig, "share", key, rows)
-    fig.savefig(path, dpi=style.DPI)
-    return path
+    return style.save(fig, path)
 
 
-def draw(table: pd.DataFrame, out: Path) -> list[Path]:
-    """Both plots for every group that has more than one scope; returns the PNGs written."""
-    paths = []
+def draw(table: pd.DataFrame, out: Path) -> dict[tuple[str, tuple], Path]:
+    """Both plots for every group that has more than one scope; returns the manifest {(kind, group): PNG path},
+    the group being `analysis.group_id` of its key over GROUP."""
+    manifest = {}
     if table["scope"].nunique() < 2:
-        return paths
+        return manifest
     for values, rows in table.groupby(GROUP, dropna=False, sort=True):
         key = dict(zip(GROUP, values))
         for kind, plot in (("speedup", speedup_plot), ("share", share_plot)):
             path = plot(rows, key, out / f"{kind}__{slug(key)}.png")
             if path is not None:
-                paths.append(path)
-    return paths
+                manifest[(kind, analysis.group_id(key))] = path
+    return manifest

@@ -171,8 +171,7 @@ def _memory_claim(rows: pd.DataFrame, device: str, dtype: str) -> dict:
     """fft's peak training memory (held + working) against each attention's, encoder scope, at every length."""
     text, paper = MEMORY_CLAIM
     train = rows[(rows["scope"] == "encoder") & (rows["mode"] == "train")]
-    total = train["peak_mem_mb"] + train["resident_mem_mb"].fillna(0)
-    train = train.assign(total_mb=total)
+    train = train.assign(total_mb=analysis.total_mem_mb(train))
     row = dict(claim=text, paper=paper, device=device, dtype=dtype, setting=_setting(train) if len(train) else "",
                note="ours: attention's peak training memory (parameters, optimizer state and activations) "
                     "÷ fft's, lowest over the lengths measured")

@@ -11,6 +11,7 @@ import colorsys
 import hashlib
 import math
 import re
+from pathlib import Path
 
 import pandas as pd
 from matplotlib import ticker
@@ -75,6 +76,20 @@ def figure(width: float, height: float, ncols: int = 1, nrows: int = 1, left: fl
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=BOTTOM / height,
                         top=1 - top / height, wspace=gap / axis_width, hspace=row_gap / axis_height)
     return fig, list(fig.subplots(nrows, ncols, squeeze=False, sharey=sharey).ravel())
+
+
+def title(fig: Figure, text: str) -> None:
+    """The figure's title (two lines: what it shows, then the device and group) in the top margin."""
+    height = fig.get_size_inches()[1]
+    fig.suptitle(text, fontsize=11, y=1 - 0.1 / height, va="top")
+
+
+def save(fig: Figure | None, path: Path) -> Path | None:
+    """Write `fig` to `path` as a PNG of DPI dots per inch; returns the path, or None (nothing written) for no figure."""
+    if fig is None:
+        return None
+    fig.savefig(path, dpi=DPI)
+    return path
 
 
 def legend(fig: Figure, handles, right: float = LEGEND, top: float = TOP, title: str | None = None) -> None:

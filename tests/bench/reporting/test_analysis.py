@@ -51,6 +51,26 @@ def test_pareto_front_separates_groups_and_skips_rows_without_memory():
     assert sorted(zip(front["dtype"], front["mixer"])) == [("bfloat16", "b"), ("float32", "a")]
 
 
+def test_the_front_counts_held_memory_so_a_small_peak_over_big_tables_loses_its_place():
+    # `tables` has the smallest peak but holds 50 MB between calls (like dft-matrix's matrices); `plain` holds none
+    rows = table([("tables", 512, 2.0, 1.0), ("plain", 512, 1.0, 5.0)]).assign(resident_mem_mb=[50.0, 0.0])
+    assert sorted(analysis.pareto_front(rows.drop(columns="resident_mem_mb"))["mixer"]) == ["plain", "tables"]
+    front = analysis.pareto_front(rows)
+    assert list(front["mixer"]) == ["plain"]
+    assert list(front["total_mem_mb"]) == [5.0] and list(front["peak_mem_mb"]) == [5.0]
+    # held memory alone can also win a place: `tables` holding less than `plain` is on the front again
+    front = analysis.pareto_front(rows.assign(resident_mem_mb=[1.0, 10.0]))
+    assert list(front["mixer"]) == ["plain", "tables"] and list(front["total_mem_mb"]) == [15.0, 2.0]
+
+
+def test_total_memory_is_held_plus_peak_and_the_peak_alone_where_no_held_memory_was_recorded():
+    rows = analysis.prepare(table([("a", 512, 1.0, 4.0), ("b", 512, 1.0, 4.0), ("c", 512, 1.0, np.nan)])
+                            .assign(resident_mem_mb=[3.0, np.nan, 3.0]))
+    assert analysis.total_mem_mb(rows).tolist()[:2] == [7.0, 4.0] and np.isnan(analysis.total_mem_mb(rows).iloc[2])
+    old = table([("a", 512, 1.0, 4.0)])  # a run folder from before resident_mem_mb
+    assert analysis.total_mem_mb(old).tolist() == [4.0]
+
+
 def test_pareto_front_of_nothing_has_the_columns():
     front = analysis.pareto_front(table([("a", 512, np.nan, np.nan, "oom")]))
     assert front.empty and {"mixer", "seq_len", "time_ms", "peak_mem_mb"} <= set(front.columns)
@@ -321,7 +341,7 @@ def test_write_tables_adds_the_quality_tables_when_the_folder_has_a_quality_run(
 def test_pareto_front_has_exactly_its_documented_columns():
     front = analysis.pareto_front(table([("a", 512, 1.0, 2.0), ("b", 512, 2.0, 1.0)]))
     assert list(front.columns) == [*analysis.POINT_GROUP_KEYS, "mixer", "batch", "time_ms", "time_ms_p20",
-                                   "time_ms_p80", "peak_mem_mb", "tokens_per_s", "rank"]
+                                   "time_ms_p80", "peak_mem_mb", "tokens_per_s", "rank", "total_mem_mb"]
     assert list(front.index) == [0, 1]
 
 

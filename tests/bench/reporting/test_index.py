@@ -18,6 +18,19 @@ def test_index_lists_every_run_with_its_device_and_findings(fake_run, tmp_path):
     assert "At 512 tokens" in text  # the written answer of each run
 
 
+def test_index_finds_runs_one_level_deeper_and_links_them_from_where_it_is(fake_run, tmp_path):
+    fake_run("reference/gpu-ref", device="cuda", seq_lens=(512, 1024, 2048), mixers=("fft", "attention"))
+    fake_run("mine", device="cpu", seq_lens=(512, 1024, 2048), mixers=("fft", "attention"), dtypes=("float32",))
+    fake_run("reference/deeper/too-deep", device="cpu", seq_lens=(512, 1024, 2048), mixers=("fft", "attention"),
+             dtypes=("float32",))
+    path = write_index(tmp_path)
+    text = path.read_text()
+    assert "## [reference/gpu-ref](reference/gpu-ref/report.html)" in text and "## [mine](mine/report.html)" in text
+    assert "too-deep" not in text  # two levels down is not looked at
+    for link in ("reference/gpu-ref/report.html", "mine/report.html"):
+        assert (path.parent / link).parent.is_dir()  # relative to the README: the run folder is there
+
+
 def test_index_of_an_empty_folder_says_so(tmp_path):
     assert "No run is committed yet." in write_index(tmp_path).read_text()
 

@@ -121,6 +121,21 @@ def test_the_pareto_plot_marks_the_front_at_each_length():
     assert edges["fft"] == "black" and edges["attention"] != "black"  # the front's markers are outlined
 
 
+def test_the_pareto_plot_places_each_mixer_by_the_memory_it_holds_plus_its_peak():
+    table = rows()
+    table["resident_mem_mb"] = np.where(table["mixer"] == "fft", 5000.0, 0.0)  # fft holds 5 GB of tables
+    fig = figure("pareto", table)
+    panels = {ax.get_title(): ax for ax in fig.axes if ax.get_visible()}
+    at_512 = panels["512 tokens"]
+    # at 512 attention is faster, and now also smaller: fft loses its place on the front
+    assert {text.get_text(): text.get_fontweight() == "bold" for text in at_512.texts} == {"fft": False,
+                                                                                         "attention": True}
+    points = {line.get_label(): line.get_ydata()[0] for line in at_512.get_lines()}
+    assert points["fft"] == pytest.approx(10.0 * 512 ** 0.5 + 5000.0)
+    assert at_512.get_ylabel() == "memory held + peak (MB)"
+    assert "time vs memory held + peak" in fig._suptitle.get_text()
+
+
 def test_the_winners_plot_gives_each_length_its_fastest_and_the_others_ratio():
     ax = figure("winners").axes[0]
     assert [label.get_text() for label in ax.get_yticklabels()] == ["fft", "attention"]

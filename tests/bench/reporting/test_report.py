@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 import pandas as pd
 import pytest
 
-from bench.reporting import plots
-from bench.reporting import style
-from bench.reporting import report
+from bench import cli
+from bench.reporting import analysis, report, style
+from bench.reporting.render import render_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SMALL = dict(mixers=("fft", "hadamard", "attention", "linear"), seq_lens=(128, 384, 512, 2048, 16384),
@@ -21,6 +21,11 @@ SMALL = dict(mixers=("fft", "hadamard", "attention", "linear"), seq_lens=(128, 3
 @pytest.fixture(autouse=True)
 def low_resolution(monkeypatch):
     monkeypatch.setattr(style, "DPI", 40)
+
+
+def write(run):
+    """What `mixbench report` writes for a run folder: its report.html."""
+    return render_run(run).page
 
 
 class Page(HTMLParser):
@@ -63,7 +68,7 @@ class Page(HTMLParser):
 
 def test_report_is_self_contained_with_every_plot_the_answer_and_the_tables(fake_run):
     run = fake_run(**SMALL, modes=("forward",))
-    path = report.write(run)  # no plots/ yet: drawn first
+    path = write(run)  # no plots/ yet: drawn first
     assert path == run / "report.html"
     pngs = sorted((run / "plots").glob("*.png"))
     assert pngs
@@ -88,9 +93,20 @@ def test_report_is_self_contained_with_every_plot_the_answer_and_the_tables(fake
     assert "Measured on CPU" not in page.text
 
 
+def test_the_report_says_what_the_frontier_memory_counts(fake_run):
+    run = fake_run(**SMALL, modes=("forward",))
+    results = pd.read_csv(run / "results.csv")
+    results.assign(resident_mem_mb=1.0).to_csv(run / "results.csv", index=False)
+    text = Page(write(run).read_text(encoding="utf-8")).text
+    assert "Memory on the cost frontier" in text and "plus the call's peak working memory" in text
+    assert "recorded no held memory" not in text
+    results.drop(columns="resident_mem_mb", errors="ignore").to_csv(run / "results.csv", index=False)  # an old folder
+    assert "recorded no held memory" in Page(write(run).read_text(encoding="utf-8")).text
+
+
 def test_environment_is_flattened_and_the_command_shown(fake_run):
     run = fake_run(**SMALL, modes=("forward",))
-    text = Page(report.write(run).read_text(encoding="utf-8")).text
+    text = Page(write(run).read_text(encoding="utf-8")).text
     assert "gpu.clocks.sm_mhz 1980" in text
     assert "peak_tflops.float32 48.0" in text
     assert "mixbench sweep --preset gpu --out results/fake" in text
@@ -98,7 +114,7 @@ def test_environment_is_flattened_and_the_command_shown(fake_run):
 
 def test_text_from_the_data_is_escaped(fake_run):
     run = fake_run(**SMALL, modes=("forward",))
-    html_text = report.write(run).read_text(encoding="utf-8")
+    html_text = write(run).read_text(encoding="utf-8")
     assert "<cublas>" not in html_text
     assert "&lt;cublas&gt; &amp; &quot;bad&quot; state" in html_text
     assert "second line" not in html_text  # a reason is shown by its first line
@@ -107,7 +123,7 @@ def test_text_from_the_data_is_escaped(fake_run):
 def test_a_cpu_run_says_so(fake_run):
     run = fake_run(mixers=("fft", "attention"), seq_lens=(64, 128, 256), device="cpu", dtypes=("float32",),
                    modes=("forward",))
-    assert "Measured on CPU — not GPU numbers." in Page(report.write(run).read_text(encoding="utf-8")).text
+    assert "Measured on CPU — not GPU numbers." in Page(write(run).read_text(encoding="utf-8")).text
 
 
 def test_report_works_without_env_and_after_the_folder_moves(fake_run, tmp_path):
@@ -115,22 +131,49 @@ def test_report_works_without_env_and_after_the_folder_moves(fake_run, tmp_path)
     (run / "env.json").unlink()
     moved = tmp_path / "elsewhere"
     shutil.copytree(run, moved)
-    page = Page(report.write(moved).read_text(encoding="utf-8"))
+    page = Page(write(moved).read_text(encoding="utf-8"))
     assert "No env.json in this run folder." in page.text
     assert page.images and all(src.startswith("data:image/png;base64,") for src in page.images)
 
 
-def test_stale_plots_are_redrawn_and_fresh_ones_kept(fake_run):
+def test_a_report_redraws_the_plots_and_embeds_exactly_the_ones_drawn(fake_run):
     run = fake_run(**SMALL, modes=("forward",))
-    plots.draw(run)
-    (run / "plots" / "custom.png").write_bytes((run / "plots").glob("time__*.png").__next__().read_bytes())
-    page = Page(report.write(run).read_text(encoding="utf-8"))
-    assert "plots/custom.png" in page.text  # kept: the plots were newer than the results
-    results = run / "results.csv"
-    later = results.stat().st_mtime + 60
-    os.utime(results, (later, later))  # results newer than the plots now
-    report.write(run)
-    assert not (run / "plots" / "custom.png").exists()
+    (run / "plots").mkdir()
+    (run / "plots" / "time__old_group.png").write_bytes(PNG_MAGIC)
+    rendered = render_run(run)
+    assert not (run / "plots" / "time__old_group.png").exists()
+    assert sorted(rendered.plots.values()) == sorted((run / "plots").glob("*.png"))
+    page = Page(rendered.page.read_text(encoding="utf-8"))
+    assert len(page.images) == len(rendered.plots)
+    assert "plots/time__old_group.png" not in page.text
+
+
+def test_a_group_shows_the_plots_its_manifest_names_whatever_their_file_names(fake_run, tmp_path):
+    run = fake_run(**SMALL, modes=("forward",))
+    table = analysis.load_results(run)
+    (values, _), = table.groupby(analysis.GROUP_KEYS, dropna=False)
+    group = analysis.group_id(dict(zip(analysis.GROUP_KEYS, values)))
+    png = tmp_path / "any-name.png"
+    png.write_bytes(PNG_MAGIC)
+    page = Page(report.render(table, {}, {("pareto", group): png}))
+    assert page.text.count("plots/any-name.png") == 1 and len(page.images) == 1
+
+
+@pytest.mark.parametrize("command", ["report", "plot"])
+def test_results_csv_is_read_once_per_command(fake_run, monkeypatch, command):
+    run = fake_run(**SMALL, modes=("forward", "train"))
+    reads = []
+    read_csv = pd.read_csv
+
+    def counting(path, *args, **kwargs):
+        reads.append(os.path.basename(path))
+        return read_csv(path, *args, **kwargs)
+
+    monkeypatch.setattr(pd, "read_csv", counting)
+    assert cli.main([command, str(run)]) == 0
+    assert reads.count("results.csv") == 1
+    assert (run / "report.html").exists() == (command == "report")
+    assert (run / "pareto.csv").is_file() and list((run / "plots").glob("pareto__*.png"))
 
 
 def test_flatten():
@@ -143,7 +186,7 @@ def test_a_run_where_nothing_ran(fake_run):
     results = pd.read_csv(run / "results.csv").assign(status="timeout", time_ms=None, peak_mem_mb=None,
                                                        error="no result within 120 s")
     results.to_csv(run / "results.csv", index=False)
-    text = Page(report.write(run).read_text(encoding="utf-8")).text
+    text = Page(write(run).read_text(encoding="utf-8")).text
     assert "No point ran successfully" in text and "no result within 120 s" in text
 
 
@@ -151,5 +194,5 @@ def test_env_json_with_odd_values(fake_run):
     run = fake_run(**SMALL, modes=("forward",))
     (run / "env.json").write_text(json.dumps({"device": None, "peak_tflops": "n/a", "gpu": None,
                                               "command": "mixbench <script>"}))
-    html_text = report.write(run).read_text(encoding="utf-8")
+    html_text = write(run).read_text(encoding="utf-8")
     assert "mixbench &lt;script&gt;" in html_text and "<script>" not in html_text

@@ -37,7 +37,7 @@ def test_the_answer_names_the_winner_its_margins_and_where_the_winner_changes():
                   1024: {"linear": 2.0, "fft": 6.0, "attention": 20.0},
                   2048: {"hadamard": 3.0, "linear": 4.0, "fft": 12.0}},
                  failed={2048: {"attention": "oom"}, 4096: {"attention": "oom"}})
-    (sentence,) = answers(report.render(runs, ENV, []))
+    (sentence,) = answers(report.render(runs, ENV, {}))
     assert sentence == ("At 512 tokens (float32, forward, d=64, batch 8): linear is fastest (1 ms), 3.0× faster than "
                         "fft (runner-up) and 5.0× faster than attention. Fastest by length: attention at 256, linear "
                         "at 512–1k, hadamard at 2k. attention runs out of memory from 2k.")
@@ -46,18 +46,18 @@ def test_the_answer_names_the_winner_its_margins_and_where_the_winner_changes():
 def test_a_close_win_is_given_in_percent_and_a_baseline_runner_up_is_named_once():
     runs = table({512: {"attention": 1.0, "fft": 1.04, "dct": 2.5}, 1024: {"attention": 3.0, "fft": 3.3}},
                  dtype="float64")
-    (sentence,) = answers(report.render(runs, ENV, []))
+    (sentence,) = answers(report.render(runs, ENV, {}))
     assert sentence == ("At 512 tokens (float64, forward, d=64, batch 8): attention is fastest (1 ms), 4% faster than "
                         "fft (runner-up). It is fastest at every measured length (512–1k).")
     runs = table({512: {"fft": 1.0, "attention": 2.0}})
-    (sentence,) = answers(report.render(runs, ENV, []))
+    (sentence,) = answers(report.render(runs, ENV, {}))
     assert sentence.endswith("fft is fastest (1 ms), 2.0× faster than attention (runner-up). It is fastest at every "
                              "measured length (512).")
 
 
 def test_each_group_has_its_own_answer_in_bold_lead():
     runs = pd.concat([table({512: {"fft": 1.0, "linear": 2.0}}), table({512: {"linear": 1.0, "fft": 2.0}}, "float64")])
-    page = report.render(runs, ENV, [])
+    page = report.render(runs, ENV, {})
     assert answers(page) == [
         "At 512 tokens (float32, forward, d=64, batch 8): fft is fastest (1 ms), 2.0× faster than linear (runner-up). "
         "It is fastest at every measured length (512).",
@@ -68,5 +68,5 @@ def test_each_group_has_its_own_answer_in_bold_lead():
 
 def test_the_answer_is_at_the_length_nearest_512_on_a_log_scale():
     runs = table({128: {"fft": 1.0, "linear": 2.0}, 1024: {"linear": 1.0, "fft": 2.0}})
-    (sentence,) = answers(report.render(runs, ENV, []))
+    (sentence,) = answers(report.render(runs, ENV, {}))
     assert sentence.startswith("At 1k tokens (") and "linear is fastest" in sentence  # 512 is 1 octave from 1k, 2 from 128
