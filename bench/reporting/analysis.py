@@ -1,6 +1,6 @@
 """Analysis of a finished run folder: Pareto fronts, scaling exponents, crossovers, winners, roofline.
 
-Everything here reads only `results.csv` and `env.json` (see DESIGN.md, "A run folder"), with pandas
+Everything here reads only `results.csv` and `env.json` (see docs/run-folder.md), with pandas
 and numpy, so a folder copied from a GPU machine can be analysed anywhere, without torch.
 
 Vocabulary. A *series* is one mixer measured over sequence lengths with everything else fixed:

@@ -1,4 +1,4 @@
-"""Every registered mixer — built in, README example, or added later — against the contract in DESIGN.md."""
+"""Every registered mixer — built in, README example, or added later — against the TokenMixer contract."""
 
 import pytest
 import torch

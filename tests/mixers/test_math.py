@@ -1,4 +1,4 @@
-"""Each built-in mixer against an independent float64 reference of the math in DESIGN.md."""
+"""Each built-in mixer against an independent float64 reference of the math in docs/mixers.md."""
 
 import math
 
