@@ -1,8 +1,7 @@
 """Analysis of a finished run folder: Pareto fronts, scaling exponents, crossovers, winners, roofline.
 
-Everything here reads only a run folder's `results.csv` (one row per measured point, the columns of
-`bench.measuring.store.COLUMNS`) and `env.json` (the machine and the command), with pandas and numpy, so a
-folder copied from a GPU machine can be analysed anywhere, without torch.
+Everything here reads only `results.csv` and `env.json` (see docs/run-folder.md), with pandas
+and numpy, so a folder copied from a GPU machine can be analysed anywhere, without torch.
 
 Vocabulary. A *series* is one mixer measured over sequence lengths with everything else fixed:
 (mixer, dim, batching, dtype, mode, device). A *group* is the same without the mixer: the mixers

@@ -7,9 +7,7 @@ or smaller), with a `verdict` per point (B against A):
   round; `faster` the other way round; `within-noise` otherwise. This is asv's rule: a change is called
   only when it exceeds both runs' between-round spread. With one round per run there is no
   between-process spread to go on, so a single process's p20–p80 band stands in for it (a weaker test,
-  since one process can sit in a slow mode for good: on the development CPU, fresh processes of one point read
-  7 ms or 12.6 ms, each with a p20–p80 of ±2%, as glibc's moving mmap threshold left it paging in fresh memory
-  on every call or not).
+  since one process can sit in a slow mode for good: docs/methods.md, "Worker processes").
 Points present in only one run are listed with `only_in` = "a" or "b". Each run's rows are read with
 `analysis.load_results`: where a point has several rows (re-measured after its mixer changed), the later
 row is the one compared. It writes `compare.csv` and `compare.png` into `out_dir`, by default
@@ -36,7 +34,7 @@ VERDICTS = ("faster", "slower", "within-noise")
 # Smallest relative change called a difference. On the 2-core development CPU, two runs of the same code (2
 # rounds each) differed by up to 1.28x per point on a quiet machine and up to 1.58x with other work running;
 # with 0.5 every point of same-code runs read within-noise while fft doing its work twice (1.7-2.2x) read
-# slower at all 10 of its points (README, "Rounds and compare"). The GPU's is a placeholder until a GPU run
+# slower at all 10 of its points (results/reference/noise-check/). The GPU's is a placeholder until a GPU run
 # measures its between-run spread.
 DEFAULT_THRESHOLD = {"cpu": 0.5, "cuda": 0.05}
 

@@ -1,6 +1,6 @@
 """Every built-in mixer's analytic cost at one small point, against numbers worked out by hand.
 
-The point is n = 8 tokens, d = 64 channels, batch 2. Each number below is the README's formula (its mixer
+The point is n = 8 tokens, d = 64 channels, batch 2. Each number below is the formula in docs/mixers.md (its mixer
 table) or, where that is approximate (hyena, mamba, pool), the term-by-term count in the mixer's own
 docstring and comments, evaluated by hand at that point — never by calling the code under test. Then:
 - forward: FLOPs as listed; bytes = (2·b·n·d + parameters + constants read on every call) × itemsize;
