@@ -4,13 +4,15 @@ import math
 
 import numpy as np
 import pytest
-import scipy.fft
-import scipy.linalg
-import scipy.special
-import torch
 
-import mixers
-from mixers import dct as dct_module
+pytest.importorskip("scipy", reason="the references are scipy's (pyproject's [test] extra)")
+import scipy.fft  # noqa: E402
+import scipy.linalg  # noqa: E402
+import scipy.special  # noqa: E402
+import torch  # noqa: E402
+
+import mixers  # noqa: E402
+from mixers import dct as dct_module  # noqa: E402
 
 SHAPES = [(2, 15, 12), (3, 32, 24), (1, 63, 10)]  # seq_len ≠ dim, odd lengths
 POW2_SHAPES = [(2, 16, 8), (3, 32, 64), (1, 1, 4), (2, 128, 2)]
