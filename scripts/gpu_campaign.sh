@@ -40,23 +40,28 @@ limit() { local t=$(($(left) - budget * $1 / 100)); echo $((t < $2 ? t : $2)); }
 
 # step NAME SECONDS COMMAND...: run a bounded step (SIGTERM at its limit, SIGKILL 10 s later), its output in
 # $runs/NAME.log. It runs in the background so that a signal to this script reaches it at once (see the trap).
-child=
+child= current=
 step() {
   local name=$1 secs=$2; shift 2
   if ((secs < 10)); then log "$name: skipped, ${secs}s left for it"; return 1; fi
   log "$name (at most ${secs}s): $*"
   timeout --signal=TERM --kill-after=10 "$secs" "$@" >"$runs/$name.log" 2>&1 &
-  child=$!
+  child=$! current=$name
   wait "$child"
   local rc=$?
-  child=
+  child= current=
   tail -3 "$runs/$name.log" | tee -a "$out/campaign.log"
   log "$name: exit status $rc$( ((rc == 124)) && echo ' (stopped at its limit; finished points are kept)')"
 }
-# killed (the command limit, ^C): stop the running step the way its limit would, keep what is packed, and go
+# killed (the command limit, ^C): stop the running step the way its limit would (a sweep keeps its finished
+# points), pack what it has, and go; the steps packed before are in $out already
 on_signal() {
-  log "stopped by a signal; the steps packed so far are in $out"
-  [[ -n $child ]] && kill -TERM "$child" 2>/dev/null && wait "$child" 2>/dev/null
+  trap - TERM INT HUP
+  log "stopped by a signal${current:+ during $current}"
+  if [[ -n $child ]]; then
+    kill -TERM "$child" 2>/dev/null && wait "$child" 2>/dev/null
+    [[ $current == check ]] || pack "$current"
+  fi
   exit 143
 }
 trap on_signal TERM INT HUP
