@@ -8,6 +8,11 @@ PIP    := $(VPY) -m pip install -q --no-compile
 # The CPU wheel that a machine without a GPU gets quickly; a torch already importable by
 # $(PYTHON) (e.g. a CUDA build on a GPU machine) is reused instead and nothing is downloaded.
 TORCH_VERSION ?= 2.13.0
+# a machine without network fails fast instead of waiting minutes per package
+NET    := --retries 0 --timeout 20
+# wheels in .whl/ (e.g. carried to an offline GPU machine: `pip download tqdm scipy hypothesis pytest-xdist -d .whl`
+# with the GPU machine's --python-version) are used first
+FIND_WHL = $(if $(wildcard .whl/*.whl),--find-links .whl)
 ARGS ?=
 QUALITY_ARGS ?=
 
@@ -18,21 +23,42 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@# a python without ensurepip (some GPU images) still gets a venv; pip then comes from the host below
 	@test -x $(VPY) || $(PYTHON) -m venv $(VENV) 2>/dev/null || { rm -rf $(VENV); $(PYTHON) -m venv --without-pip $(VENV); }
-	@host=$$($(PYTHON) -c 'import os, torch; print(os.path.dirname(os.path.dirname(torch.__file__)))' 2>/dev/null); \
-	if [ -n "$$host" ] && ! $(VPY) -c 'import torch' 2>/dev/null; then \
-	  echo "install: reusing the torch in $$host"; \
-	  echo "$$host" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_mixbench_host.pth"; \
+	@# a $(PYTHON) that has torch (a CUDA build on a GPU machine) lends the venv its packages through a .pth file,
+	@# every site dir that holds one of them (torch, pandas, ... may lie in different ones), and nothing is downloaded
+	@if $(PYTHON) -c 'import torch' 2>/dev/null && ! $(VPY) -c 'import torch' 2>/dev/null; then \
+	  dirs=$$($(PYTHON) scripts/setup_check.py site-dirs) && echo "install: reusing the packages in" $$dirs && \
+	  echo "$$dirs" > "$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/_mixbench_host.pth"; \
 	fi
-	@$(VPY) -c 'import torch' 2>/dev/null || $(PIP) torch==$(TORCH_VERSION)
-	@# editable install without build isolation (no network on GPU machines) needs setuptools >= 70.1
+	@$(VPY) -c 'import torch' 2>/dev/null || $(PIP) $(FIND_WHL) torch==$(TORCH_VERSION)
+	@# the other runtime packages: imports are checked first, so pip runs only for what is missing
+	@missing=$$($(VPY) scripts/setup_check.py missing runtime); \
+	if [ -n "$$missing" ]; then echo "install: installing $$missing"; $(PIP) $(NET) $(FIND_WHL) $$missing; fi; \
+	$(VPY) scripts/setup_check.py require runtime
+	@# mixbench itself, editable, from this checkout (its dependencies are there now: --no-deps, nothing fetched).
+	@# Without build isolation that needs setuptools >= 70.1 (earlier ones need the `wheel` package); where that
+	@# cannot be had (offline with an old setuptools, or none: Python 3.12+ venvs), a .pth file puts this
+	@# checkout on the path instead (`python -m bench` and .venv/bin/mixbench work the same)
 	@$(VPY) -c 'import setuptools, sys; sys.exit(int(setuptools.__version__.split(".")[0]) < 71)' 2>/dev/null \
-	  || $(PIP) 'setuptools>=71' \
+	  || $(PIP) $(NET) $(FIND_WHL) 'setuptools>=71' >/dev/null 2>&1 \
 	  || echo "install: could not get setuptools>=71 (offline?); trying with the one there"
-	@# wheels in .whl/ (e.g. carried to an offline GPU machine: `pip download tqdm hypothesis pytest-xdist -d .whl`) are used first
-	$(PIP) --no-build-isolation $(if $(wildcard .whl/*.whl),--find-links .whl) -e '.[test]'
+	@purelib=$$($(VPY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])'); \
+	if $(PIP) $(NET) --no-build-isolation --no-deps $(FIND_WHL) -e . >$(VENV)/editable.log 2>&1; then \
+	  rm -f "$$purelib/_mixbench_checkout.pth"; \
+	else \
+	  echo "install: the editable install failed here (see $(VENV)/editable.log); putting $(CURDIR) on the path instead"; \
+	  echo "$(CURDIR)" > "$$purelib/_mixbench_checkout.pth"; \
+	  printf '#!%s\nimport sys\nfrom bench.cli import main\nsys.exit(main())\n' "$(CURDIR)/$(VPY)" > $(VENV)/bin/mixbench; \
+	  chmod +x $(VENV)/bin/mixbench; \
+	fi
+	@# optional, best-effort: tqdm's progress bar ([progress]) and what only `make test` needs ([test]); offline,
+	@# `make bench` goes on without them (plain progress lines; their tests skip)
+	@missing=$$($(VPY) scripts/setup_check.py missing extras); \
+	if [ -n "$$missing" ]; then $(PIP) $(NET) $(FIND_WHL) $$missing >/dev/null 2>&1 \
+	  || echo "install: could not install $$missing (no network?): progress prints plain lines, and make test" \
+	    "needs them (carry their wheels in .whl/: pip download $$missing -d .whl)"; fi
 	@# Ray (--backend ray) is optional: a machine without network, or without room to carry its ~80 MB wheel, goes on
-	@$(VPY) -c 'import ray' 2>/dev/null || $(PIP) --retries 0 --timeout 20 --no-build-isolation \
-	  $(if $(wildcard .whl/*.whl),--find-links .whl) -e '.[ray]' >/dev/null 2>&1 \
+	@$(VPY) -c 'import ray' 2>/dev/null || $(PIP) $(NET) --no-build-isolation \
+	  $(FIND_WHL) -e '.[ray]' >/dev/null 2>&1 \
 	  || echo "install: ray was not installed (no network?): --backend ray and its tests are unavailable; add it later with $(VPY) -m pip install -e '.[ray]'"
 	@PYTHONDONTWRITEBYTECODE= $(VPY) scripts/compile_imports.py \
 	  || echo "install: bytecode was not compiled ahead (above: why); modules are compiled as they are imported"
@@ -40,14 +66,19 @@ $(VENV)/.installed: pyproject.toml
 
 # The suite on every core (pytest-xdist; TEST_JOBS=0 runs it in this process alone). --dist loadgroup keeps the
 # tests marked xdist_group on one worker: the Ray tests (one local cluster) and the pytest-benchmark ones (one timed run).
+# The test-only packages (pyproject's [test]) are installed by `make install` where it can; without pytest-xdist
+# the suite runs in one process, and tests that need scipy or hypothesis skip, saying so.
 TEST_JOBS ?= auto
 test: install
-	$(VPY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup
+	@missing=$$($(VPY) scripts/setup_check.py missing extras); [ -z "$$missing" ] \
+	  || echo "test: $$missing not installed (offline?): their tests skip, and without pytest-xdist the suite runs in one process"
+	$(VPY) -m pytest -q $$($(VPY) -c 'import xdist' 2>/dev/null && echo "-n $(TEST_JOBS) --dist loadgroup")
 
 # The cost frontier (a timing sweep), then the speed-accuracy frontier (training runs) into the same run folder
-# (results/<cpu|gpu>-<device>); the quality run ends by drawing the report with both. On a CPU the quality run
-# is the `quick` preset (minutes); QUALITY_ARGS="--preset cpu" trains the full CPU preset (about an hour).
-QUALITY_PRESET = $(shell $(VPY) -c 'from bench.measuring.plan import resolve_device; 	print("gpu-campaign" if resolve_device("auto") == "cuda" else "quick")' 2>/dev/null)
+# (results/<cpu|gpu>-<device>); the quality run ends by drawing the report with both. On a GPU both are the `gpu`
+# presets, sized together to finish within 15 minutes on one H100 (`gpu-full` are the big ones); on a CPU the quality
+# run is the `quick` preset (minutes); QUALITY_ARGS="--preset cpu" trains the full CPU preset (about an hour).
+QUALITY_PRESET = $(shell $(VPY) -c 'from bench.measuring.plan import resolve_device; print("gpu" if resolve_device("auto") == "cuda" else "quick")' 2>/dev/null)
 bench: install
 	$(VPY) -m bench sweep --no-report $(ARGS)
 	$(VPY) -m bench quality --preset $(QUALITY_PRESET) $(QUALITY_ARGS)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -83,7 +84,7 @@ class Progress:
     def __call__(self, done: int, total: int, item, eta_s: float | None) -> None:
         if self.quiet:
             return
-        if not sys.stderr.isatty():
+        if not sys.stderr.isatty() or importlib.util.find_spec("tqdm") is None:  # tqdm is optional ([progress])
             if item is not None:
                 print(f"{done}/{total} {item.label()}", file=sys.stderr, flush=True)
             return

@@ -20,9 +20,9 @@ import sys
 import time
 
 REQUIRED = ["torch", "torch._dynamo", "torch.utils.flop_counter", "torch.utils._python_dispatch", "numpy", "pandas",
-            "matplotlib.pyplot", "tqdm", "pytest_benchmark.plugin", "pynvml"]
+            "matplotlib.pyplot", "pytest_benchmark.plugin", "pynvml"]
 # the test extra's: imported where installed
-OPTIONAL = ["scipy.fft", "scipy.linalg", "scipy.special"]
+OPTIONAL = ["tqdm", "scipy.fft", "scipy.linalg", "scipy.special"]
 OWN = ["bench", "mixers"]
 # compiled whole where installed: a Ray cluster starts a dozen processes that import much of Ray, and the test
 # processes much of pytest, its plugins and Hypothesis

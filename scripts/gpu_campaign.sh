@@ -1,98 +1,141 @@
 #!/usr/bin/env bash
-# The GPU reference campaign in one resumable script: set up, check, sweep, train, draw, pack.
+# The GPU campaign in ONE command that fits a 10-minute limit and brings data back even when it is killed.
 #
-#   scripts/gpu_campaign.sh [SECONDS] [STEPS]
+#   scripts/gpu_campaign.sh [BUDGET_S]            (default 540: a 600 s command limit, less a margin)
 #
-# SECONDS  wall-clock budget of this call (default 540: under a 10-minute command limit)
-# STEPS    what to run, in order (default "check rounds paper fnet-paper quality long gpu"):
-#            check       the GPU tests (every mixer on CUDA against float64; timing and memory on the device)
-#            rounds      the same small sweep in 3 rounds: do GPU rounds agree? (chooses the CUDA --rounds default)
-#            <preset>    `mixbench sweep --preset <preset>` (paper, fnet-paper, long, gpu, ...)
-#            quality     `mixbench quality --preset gpu-campaign`: the speed-accuracy frontier at GPU sizes
-# DEVICE   environment variable, default cuda; `DEVICE=cpu scripts/gpu_campaign.sh 200 "rounds encoder"` is the
-#          dry run on a CPU
+# Steps, in order, each bounded by the time left (`timeout`, SIGTERM: a sweep keeps every finished point) and
+# packed into $OUT as soon as it ends, so a call killed at any moment returns every finished step:
+#   install  `make install` (offline: reuses the machine's torch, pandas, ...)          -> install.log
+#   check    the GPU tests of tests/mixers/test_cuda.py and tests/bench/measuring/test_measure.py, once, at most
+#            90 s; the result is recorded, a failure blocks nothing                     -> check.log
+#   sweep    every registered mixer at 5 lengths (512-16384), d=1024, bfloat16 and float32, forward and train
+#            (the `gpu` preset)                                                          -> sweep.tar.gz
+#   fnet     the FNet paper's 512-token rows: BERT-Base, attention, fft, linear, dft-matrix and fft+attention:2
+#            at mixer, block and encoder scope, bfloat16 and float32, forward and train  -> fnet.tar.gz
+#   quality  a short quality run (the `gpu` quality preset: MQAR, every mixer)            -> quality.tar.gz
+#   reports  only where time is left after every step is packed                         -> reports.tar.gz
+# campaign.log (what ran, nvidia-smi, the time of each step) is written as it goes: at most 7 files in $OUT.
 #
-# Run folders live in results/_campaign/<step>/ (ignored by git). A call that runs out of time stops the
-# step with SIGTERM (every finished point is already on disk; the sweep records the interruption) and the
-# next call resumes it: carry results/_campaign to a fresh machine and nothing is measured twice. Every call
-# ends by drawing each folder's report and packing them into $OUT/campaign.tar.gz (OUT defaults to
-# results/_campaign/out). No step needs the network: wheels the GPU image lacks (tqdm, hypothesis, pytest-xdist) are
-# installed from .whl/ when present (`pip download tqdm hypothesis pytest-xdist -d .whl` beforehand, then carry .whl).
+# DEVICE   cuda (default) or cpu: `DEVICE=cpu scripts/gpu_campaign.sh 120` is the dry run on a CPU, at tiny sizes
+# OUT      where the packs go (default results/_campaign/out)
+# RUNS     where the run folders live (default results/_campaign/<device>; ignored by git); a later call with
+#          the same folders resumes each unfinished sweep and measures nothing twice
+# PY       the Python to run with; given, `make install` is skipped (default .venv/bin/python after it)
+# Only the CLI (`python -m bench ...`) is used: nothing here depends on how the package is laid out inside.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 budget=${1:-540}
-steps=${2:-"check rounds paper fnet-paper quality long gpu"}
 device=${DEVICE:-cuda}
 out=${OUT:-results/_campaign/out}
-mkdir -p "$out" results/_campaign
+runs=${RUNS:-results/_campaign/$device}
+[[ $budget =~ ^[0-9]+$ ]] || { echo "usage: scripts/gpu_campaign.sh [BUDGET_S] (whole seconds, got '$budget')" >&2; exit 2; }
+[[ $device == cuda || $device == cpu ]] || { echo "DEVICE must be cuda or cpu, got '$device'" >&2; exit 2; }
+mkdir -p "$out" "$runs" || exit 2
 start=$(date +%s)
 left() { echo $((budget - ($(date +%s) - start))); }
 log() { echo "[campaign $(($(date +%s) - start))s] $*" | tee -a "$out/campaign.log"; }
-reserve=75  # seconds kept for drawing and packing
+# limit RESERVE CAP: the seconds a step may take: what is left less RESERVE percent of the budget (kept for the
+# steps after it), at most CAP
+limit() { local t=$(($(left) - budget * $1 / 100)); echo $((t < $2 ? t : $2)); }
 
-log "set-up (make install, reusing the machine's torch)"
-timeout 180 make install >"$out/install.log" 2>&1 || { log "make install failed: see install.log"; tail -20 "$out/install.log"; exit 1; }
-command -v nvidia-smi >/dev/null && nvidia-smi >"$out/nvidia-smi.txt" 2>&1
-.venv/bin/python -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
-  "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' | tee -a "$out/campaign.log"
+# step NAME SECONDS COMMAND...: run a bounded step (SIGTERM at its limit, SIGKILL 10 s later), its output in
+# $runs/NAME.log. It runs in the background so that a signal to this script reaches it at once (see the trap).
+child= current=
+step() {
+  local name=$1 secs=$2; shift 2
+  if ((secs < 10)); then log "$name: skipped, ${secs}s left for it"; return 1; fi
+  log "$name (at most ${secs}s): $*"
+  timeout --signal=TERM --kill-after=10 "$secs" "$@" >"$runs/$name.log" 2>&1 &
+  child=$! current=$name
+  wait "$child"
+  local rc=$?
+  child= current=
+  tail -3 "$runs/$name.log" | tee -a "$out/campaign.log"
+  log "$name: exit status $rc$( ((rc == 124)) && echo ' (stopped at its limit; finished points are kept)')"
+}
+# killed (the command limit, ^C): stop the running step the way its limit would (a sweep keeps its finished
+# points), pack what it has, and go; the steps packed before are in $out already
+on_signal() {
+  trap - TERM INT HUP
+  log "stopped by a signal${current:+ during $current}"
+  if [[ -n $child ]]; then
+    kill -TERM "$child" 2>/dev/null && wait "$child" 2>/dev/null
+    [[ $current == check ]] || pack "$current"
+  fi
+  exit 143
+}
+trap on_signal TERM INT HUP
 
-# run_step NAME SECONDS COMMAND...: a bounded, resumable step; SIGTERM at the limit, the next call resumes it
-run_step() {
-  local name=$1 limit=$2; shift 2
-  ((limit > 20)) || { log "no time left for $name"; return 1; }
-  log "$name (at most ${limit}s): $*"
-  timeout --signal=TERM --kill-after=20 "$limit" "$@" 2>&1 | tail -4 | tee -a "$out/campaign.log"
+# pack NAME: the run folder of step NAME into $OUT/NAME.tar.gz (written aside, then moved: never half a pack)
+pack() {
+  local name=$1 folder=$runs/$1
+  [[ -d $folder ]] || { log "$name: no run folder to pack"; return; }
+  tar czf "$runs/.$name.tar.gz" --exclude=.lock -C "$runs" "$name" "$name.log" 2>/dev/null \
+    || tar czf "$runs/.$name.tar.gz" --exclude=.lock -C "$runs" "$name"
+  if (($(stat -c %s "$runs/.$name.tar.gz") > 16 * 1024 * 1024)); then  # over what one file may bring back
+    tar czf "$runs/.$name.tar.gz" -C "$runs" --wildcards --no-recursion "$name" "$name/*.csv" "$name/*.json" \
+      "$name/*.jsonl"
+  fi
+  mv -f "$runs/.$name.tar.gz" "$out/$name.tar.gz" && log "$name: packed $(du -h "$out/$name.tar.gz" | cut -f1) into $out/$name.tar.gz"
 }
 
-for step in $steps; do
-  t=$(($(left) - reserve))
-  case $step in
-    check)
-      [[ $device == cuda && ! -e results/_campaign/.checked ]] || continue
-      if run_step check "$((t < 240 ? t : 240))" .venv/bin/python -m pytest -q -m gpu tests; then
-        touch results/_campaign/.checked
-      fi
-      ;;
-    rounds)
-      # one small sweep measured in 3 worker processes: the spread between them decides the CUDA default
-      run_step rounds "$t" .venv/bin/python -m bench sweep --device "$device" --mixers fft,attention,linear,dft-matrix \
-        --seq-lens 512,2048,8192 --dims 768 --batch 8 --dtypes bfloat16,float32 --rounds 3 \
-        --out results/_campaign/rounds --no-report --quiet
-      .venv/bin/python - results/_campaign/rounds <<'PY' | tee -a "$out/campaign.log"
-import sys
-from bench.reporting import analysis
-table = analysis.ok_rows(analysis.load_results(sys.argv[1]))
-if len(table):
-    spread = (table["time_ms_hi"] / table["time_ms_lo"] - 1)
-    print(f"between-round spread over {len(table)} points: median {spread.median():.1%}, max {spread.max():.1%}")
-PY
-      ;;
-    quality)
-      run_step quality "$t" .venv/bin/python -m bench quality --preset gpu-campaign --device "$device" \
-        --out results/_campaign/quality --no-report --quiet
-      ;;
-    *)
-      run_step "$step" "$t" .venv/bin/python -m bench sweep --preset "$step" --device "$device" \
-        --out "results/_campaign/$step" --no-report --quiet
-      ;;
-  esac
-done
+log "budget ${budget}s on $device; run folders in $runs, packs in $out"
+if [[ -n ${PY:-} ]]; then
+  py=$PY
+else
+  log "install (make install, reusing the machine's packages)"
+  timeout "$(limit 70 240)" make install >"$out/install.log" 2>&1 \
+    || { log "make install failed: see install.log"; tail -5 "$out/install.log" | tee -a "$out/campaign.log"; exit 1; }
+  py=.venv/bin/python
+fi
+command -v nvidia-smi >/dev/null && nvidia-smi 2>&1 | head -20 >>"$out/campaign.log"
+"$py" -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda,
+  "gpu", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)' 2>&1 | tee -a "$out/campaign.log"
 
-for run in results/_campaign/*/; do
-  [[ -f $run/results.csv || -f $run/quality.csv ]] || continue
-  log "report $run"
-  timeout 90 .venv/bin/python -m bench report "$run" 2>&1 | tail -1 | tee -a "$out/campaign.log"
-  .venv/bin/python - "$run" <<'PY' | tee -a "$out/campaign.log"
-import sys
-from bench.reporting import analysis
-table = analysis.load_results(sys.argv[1])
-if len(table):
-    print(table.groupby(["scope", "status"]).size().to_string())
-    ok = table[(table.status == "ok") & (table["mode"] == "forward") & (table.scope == "mixer")]
-    for dtype in sorted(ok.dtype.unique()):
-        longest = ok[ok.dtype == dtype].sort_values("seq_len").groupby("mixer").tail(1)
-        print(f"{dtype} forward, each mixer at its longest measured length:")
-        print(longest[["mixer", "seq_len", "batching", "time_ms", "roofline_frac", "bound"]].to_string(index=False))
-PY
-done
-tar czf "$out/campaign.tar.gz" --exclude=out --exclude=.lock -C results/_campaign . && log "packed $(du -h "$out/campaign.tar.gz" | cut -f1) into $out/campaign.tar.gz"
+# sizes: the real ones on a GPU, tiny ones for the dry run on a CPU (the same steps and commands)
+if [[ $device == cuda ]]; then
+  sweep_args=(--preset gpu --budget 0.05 --min-reps 5)  # the preset at a shorter budget per point
+  fnet_args=(--preset fnet-paper --seq-lens 512 --rounds 1)
+  quality_args=(--preset gpu)
+else
+  sweep_args=(--preset gpu --seq-lens 32,64 --dims 64 --tokens 128 --dtypes float32 --budget 0.01 --min-reps 2)
+  fnet_args=(--preset fnet-paper --seq-lens 32 --rounds 1 --model tiny --vocab 64 --dtypes float32 --modes forward
+             --budget 0.01 --min-reps 2)
+  quality_args=(--preset quick --tasks majority --mixers fft,linear --seq-lens 16 --dims 16 --steps 20 --seeds 0)
+fi
+
+# check: once (a resumed call skips it), at most 90 s, never blocks the steps after it
+if [[ -e $runs/.checked ]]; then
+  log "check: done by an earlier call (see its check.log)"
+else
+  step check "$(limit 55 90)" "$py" -m pytest -q -p no:cacheprovider -m gpu \
+    tests/mixers/test_cuda.py tests/bench/measuring/test_measure.py
+  cp "$runs/check.log" "$out/check.log" 2>/dev/null && touch "$runs/.checked"
+fi
+
+step sweep "$(limit 30 600)" "$py" -m bench sweep "${sweep_args[@]}" --device "$device" --out "$runs/sweep" \
+  --no-report --quiet
+pack sweep
+step fnet "$(limit 12 600)" "$py" -m bench sweep "${fnet_args[@]}" \
+  --mixers attention,fft,linear,dft-matrix,fft+attention:2 --device "$device" --out "$runs/fnet" --no-report --quiet
+pack fnet
+step quality "$(limit 2 600)" "$py" -m bench quality "${quality_args[@]}" --device "$device" \
+  --out "$runs/quality" --no-report --quiet
+pack quality
+
+# reports: only with time left, after every pack; the packs above stand whatever happens here
+if (($(left) > 40)); then
+  for name in sweep fnet quality; do
+    [[ -d $runs/$name ]] || continue
+    secs=$(limit 3 120)
+    ((secs >= 10)) || break
+    timeout "$secs" "$py" -m bench report "$runs/$name" >>"$runs/reports.log" 2>&1 \
+      && log "report: $runs/$name drawn" || log "report: $runs/$name not drawn (time or error: $runs/reports.log)"
+  done
+  (cd "$runs" && tar czf .reports.tar.gz --exclude='*.csv' --exclude='*.json*' --exclude=.lock reports.log \
+    $(for name in sweep fnet quality; do [[ -e $name/report.html ]] && echo "$name/report.html $name/plots"; done) \
+    2>/dev/null) && mv -f "$runs/.reports.tar.gz" "$out/reports.tar.gz" && log "reports: packed into $out/reports.tar.gz"
+else
+  log "reports: not drawn ($(left)s left); draw them later with: python -m bench report <folder>"
+fi
+log "done in $(($(date +%s) - start))s of ${budget}s"

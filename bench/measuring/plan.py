@@ -46,34 +46,45 @@ class Axes:
 POWERS = tuple(2**k for k in range(7, 16))  # 128 ... 32768
 FNET_LAYOUTS = ("attention", "attention-naive", "fft", "dft-matrix", "linear", "fft+attention:2")
 
+# GPU widths: 1024, a power of two, so every built-in mixer runs (hadamard needs power-of-two widths and lengths;
+# at the non-power-of-two lengths of gpu-full it is `unsupported`, as it says). `paper` and `fnet-paper` keep
+# BERT-Base's d=768: those rows are the FNet paper's claims, and hadamard is not one of the paper's mixers.
+GPU_DIM = 1024
+
 PRESETS: dict[str, tuple[str, Axes]] = {
-    "cpu": ("all mixers, d=128, batch 1, lengths 128-2048, float32, forward and train, 2 rounds; "
+    "cpu": ("all mixers, d=128, batch 1, lengths 128-2048, float32, forward and train, 2 rounds; 160 points, "
             "about 2 minutes on 2 cores",
             Axes(seq_lens=(128, 256, 512, 1024, 2048), dims=(128,), batches=(1,), dtypes=("float32",),
                  budget_s=0.1, min_reps=3, timeout_s=60.0)),
-    "gpu": ("all mixers, d=768, lengths 128-32768 (powers of two and 384, 1000, 3072, 12288), batch 8 and "
-            "65536 tokens per batch, bfloat16 and float32, forward and train",
-            Axes(seq_lens=tuple(sorted(POWERS + (384, 1000, 3072, 12288))), dims=(768,), batches=(8,),
-                 tokens=(65536,), dtypes=("bfloat16", "float32"), budget_s=0.2, min_reps=10, timeout_s=60.0)),
-    "paper": ("the FNet paper's GPU setting: d=768, lengths 512-8192, batch 8, bfloat16 and float32, "
-              "forward and train",
+    "gpu": ("what `make bench` sweeps on a GPU, sized with the `gpu` quality preset to finish within 15 minutes on "
+            "one H100: all mixers, d=1024, lengths 512, 2048, 4096, 8192 and 16384, 65536 tokens per batch, "
+            "bfloat16 and float32, forward and train, 1 round; 320 points",
+            Axes(seq_lens=(512, 2048, 4096, 8192, 16384), dims=(GPU_DIM,), batches=(), tokens=(65536,),
+                 dtypes=("bfloat16", "float32"), rounds=1, budget_s=0.1, min_reps=5, timeout_s=60.0)),
+    "gpu-full": ("all mixers, d=1024, lengths 128-32768 (powers of two and 384, 1000, 3072, 12288, where hadamard "
+                 "is unsupported), batch 8 and 65536 tokens per batch, bfloat16 and float32, forward and train, "
+                 "2 rounds; 1664 points, about an hour on one H100",
+                 Axes(seq_lens=tuple(sorted(POWERS + (384, 1000, 3072, 12288))), dims=(GPU_DIM,), batches=(8,),
+                      tokens=(65536,), dtypes=("bfloat16", "float32"), budget_s=0.2, min_reps=10, timeout_s=60.0)),
+    "paper": ("the FNet paper's GPU setting: d=768 (BERT-Base; hadamard, not one of the paper's mixers, is "
+              "unsupported there), lengths 512-8192, batch 8, bfloat16 and float32, forward and train; 320 points",
               Axes(seq_lens=(512, 1024, 2048, 4096, 8192), dims=(768,), batches=(8,),
                    dtypes=("bfloat16", "float32"), budget_s=0.3, min_reps=10, timeout_s=60.0)),
-    "long": ("the mixers whose FLOPs grow as n log n, lengths 1024-131072, d=768, 131072 tokens per batch, "
-             "bfloat16 and float32, forward",
-             Axes(seq_lens=tuple(2**k for k in range(10, 18)), dims=(768,), batches=(), tokens=(131072,),
+    "long": ("the mixers whose FLOPs grow as n log n, lengths 1024-131072, d=1024, 131072 tokens per batch, "
+             "bfloat16 and float32, forward; 144 points",
+             Axes(seq_lens=tuple(2**k for k in range(10, 18)), dims=(GPU_DIM,), batches=(), tokens=(131072,),
                   dtypes=("bfloat16", "float32"), modes=("forward",), budget_s=0.3, min_reps=10,
                   timeout_s=120.0, mixer_filter="nlogn")),
     "encoder": ("the mixer's share of a model on CPU: attention, fft, linear, dft-matrix, mlp-mixer and "
                 "fft+attention:2 at mixer, block and encoder scope; a small shape (4 layers, d=128, ffn 512, so "
                 "the hybrid has fft in 2 layers and attention in 2), vocabulary 8192, lengths 128-2048, batch 2, "
-                "float32, forward and train",
+                "float32, forward and train; 180 points",
                 Axes(mixers=("attention", "fft", "linear", "dft-matrix", "mlp-mixer", "fft+attention:2"),
                      seq_lens=(128, 256, 512, 1024, 2048), dims=(128,), batches=(2,), dtypes=("float32",),
                      layers=4, ffn=512, vocab=8192, scopes=SCOPES, budget_s=0.1, min_reps=3, timeout_s=120.0)),
     "fnet-paper": ("the FNet paper's speed table: BERT-Base shape (12 layers, d=768, ffn 3072), vocabulary 32000, "
                    "8 sequences per batch, 512 tokens and the LRA lengths up to 8192, bfloat16 and float32, "
-                   "forward and train, the paper's layouts at all three scopes",
+                   "forward and train, the paper's layouts at all three scopes; 360 points",
                    Axes(mixers=FNET_LAYOUTS, seq_lens=(512, 1024, 2048, 4096, 8192), batches=(8,),
                         dtypes=("bfloat16", "float32"), scopes=SCOPES, model="base", budget_s=0.3,
                         min_reps=10, timeout_s=180.0)),
@@ -81,6 +92,7 @@ PRESETS: dict[str, tuple[str, Axes]] = {
 
 
 def default_preset(device: str) -> str:
+    """The preset (sweep and quality alike) that `mixbench sweep`, `mixbench quality` and `make bench` run."""
     return "gpu" if device == "cuda" else "cpu"
 
 
@@ -234,25 +246,30 @@ HYBRID = "fft+attention:1"  # FNet-Hybrid's attention-on-top, in a 2-layer model
 QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
     "cpu": ("every mixer and FNet-Hybrid on MQAR (64 tokens, vocabulary 256, 8 pairs; 800 steps) and majority "
             "(64 tokens; 300 steps): 2 layers, d=64, pre-norm with the previous-token shift, batch 32, lr 1e-3 "
-            "and 3e-3, seeds 0 and 1; about an hour on 2 cores for all mixers, minutes for a few",
+            "and 3e-3, seeds 0 and 1; 136 runs, about an hour on 2 cores for all mixers, minutes for a few",
             QualityAxes(tasks=("mqar", "majority"), lrs=(1e-3, 3e-3),
                         settings=(("mqar", TaskSetting((64,), (64,), 800)), ("majority", TaskSetting((64,), (64,), 300)),
                                   ("listops", TaskSetting((128,), (64,), 1500))))),
     "quick": ("what `make bench` trains, sized to finish in minutes on 2 cores: every mixer and FNet-Hybrid on "
               "MQAR (32 tokens, vocabulary 64, 8 pairs, d=64, 400 steps of batch 16) and majority (32 tokens, d=32, "
-              "150 steps of batch 32), lr 3e-3, seeds 0 and 1",
+              "150 steps of batch 32), lr 3e-3, seeds 0 and 1; 68 runs",
               QualityAxes(tasks=("mqar", "majority"),
                           settings=(("mqar", TaskSetting((32,), (64,), 400, "vocab_size=64", batch=16)),
                                     ("majority", TaskSetting((32,), (32,), 150))))),
-    "gpu": ("every mixer and FNet-Hybrid on MQAR at Zoology's sizes and ListOps at LRA's length 2000: 2 layers, "
-            "widths 64-256, learning-rate grid, 3 seeds",
-            QualityAxes(tasks=("mqar", "listops", "majority"),
-                        settings=(("mqar", TaskSetting((256,), (64, 128, 256), 4000)),
-                                  ("listops", TaskSetting((2000,), (64, 128, 256), 4000)),
-                                  ("majority", TaskSetting((512,), (64, 128, 256), 2000))),
-                        batch=64, lrs=(1e-3, 3e-3), seeds=(0, 1, 2), dtype="bfloat16", timeout_s=1800.0)),
-    "gpu-campaign": ("the GPU preset cut to fit a 30-minute lease: MQAR at 256 tokens and ListOps at 1000, d=128, "
-                     "1500 steps of batch 64, lr 1e-3, seeds 0 and 1 (scripts/gpu_campaign.sh)",
+    "gpu": ("what `make bench` trains on a GPU, sized with the `gpu` sweep to finish within 15 minutes on one H100: "
+            "every mixer and FNet-Hybrid on MQAR (256 tokens, d=128, 800 steps of batch 64), lr 1e-3, seeds 0 and 1, "
+            "bfloat16; 34 runs",
+            QualityAxes(tasks=("mqar",), settings=(("mqar", TaskSetting((256,), (128,), 800)),),
+                        batch=64, lrs=(1e-3,), seeds=(0, 1), dtype="bfloat16", timeout_s=300.0)),
+    "gpu-full": ("every mixer and FNet-Hybrid on MQAR at Zoology's sizes and ListOps at LRA's length 2000: 2 layers, "
+                 "widths 64-256, learning-rate grid, 3 seeds; 918 runs, hours on one GPU",
+                 QualityAxes(tasks=("mqar", "listops", "majority"),
+                             settings=(("mqar", TaskSetting((256,), (64, 128, 256), 4000)),
+                                       ("listops", TaskSetting((2000,), (64, 128, 256), 4000)),
+                                       ("majority", TaskSetting((512,), (64, 128, 256), 2000))),
+                             batch=64, lrs=(1e-3, 3e-3), seeds=(0, 1, 2), dtype="bfloat16", timeout_s=1800.0)),
+    "gpu-campaign": ("the GPU preset cut to a 30-minute lease: MQAR at 256 tokens and ListOps at 1000, d=128, "
+                     "1500 steps of batch 64, lr 1e-3, seeds 0 and 1; 68 runs",
                      QualityAxes(tasks=("mqar", "listops"),
                                  settings=(("mqar", TaskSetting((256,), (128,), 1500)),
                                            ("listops", TaskSetting((1000,), (128,), 1500))),

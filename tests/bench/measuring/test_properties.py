@@ -1,11 +1,13 @@
 """Property tests (Hypothesis) of the measuring side's pure functions: the plan's parsers, and how rounds pool."""
 
 import pytest
-from hypothesis import assume, given, settings, strategies as st
 
-import mixers
-from bench.measuring import plan, points, rounds
-from bench.measuring.points import PlanError, mixer_point
+pytest.importorskip("hypothesis", reason="the property tests need hypothesis (pyproject's [test] extra)")
+from hypothesis import assume, given, settings, strategies as st  # noqa: E402
+
+import mixers  # noqa: E402
+from bench.measuring import plan, points, rounds  # noqa: E402
+from bench.measuring.points import PlanError, mixer_point  # noqa: E402
 
 # --- the plan's parsers ---------------------------------------------------------------------------------------
 

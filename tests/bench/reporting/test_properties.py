@@ -4,9 +4,12 @@ import math
 
 import numpy as np
 import pandas as pd
-from hypothesis import given, settings, strategies as st
+import pytest
 
-from bench.reporting import analysis, quality
+pytest.importorskip("hypothesis", reason="the property tests need hypothesis (pyproject's [test] extra)")
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from bench.reporting import analysis, quality  # noqa: E402
 
 # Few distinct values, so that ties (equal time, equal memory, equal both) are common.
 values = st.sampled_from([0.5, 1.0, 1.5, 2.0, 3.0, 8.0])
