@@ -111,6 +111,7 @@ class Task:
 
     name: str = ""  # set by @register
     per_position: bool = False
+    causal: bool = False  # True: a next-token task that needs a causal model
     default_seq_len: int = 64
     defaults: dict = {}  # option -> default; None where derive() fills it in from seq_len
 
