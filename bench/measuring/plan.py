@@ -223,7 +223,7 @@ class QualityAxes:
     batch: int | None = None  # None: each task setting's batch, else 32
     layers: int = 2
     ffn_ratio: int = 4  # feed-forward width = ffn_ratio x dim
-    norm: str = "pre"
+    norm: str = "peri"  # LayerNorm on each sublayer's input and output (bench.models.blocks), every layout alike
     shift: bool = True  # the previous-token shift (bench.models.Encoder), for every layout alike
     lrs: tuple[float, ...] = (3e-3,)
     seeds: tuple[int, ...] = (0, 1)
@@ -245,14 +245,15 @@ HYBRID = "fft+attention:1"  # FNet-Hybrid's attention-on-top, in a 2-layer model
 
 QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
     "cpu": ("every mixer and FNet-Hybrid on MQAR (64 tokens, vocabulary 256, 8 pairs; 800 steps) and majority "
-            "(64 tokens; 300 steps): 2 layers, d=64, pre-norm with the previous-token shift, batch 32, lr 1e-3 "
+            "(64 tokens; 300 steps): 2 layers, d=64, peri-norm with the previous-token shift, batch 32, lr 1e-3 "
             "and 3e-3, seeds 0 and 1; 136 runs, about an hour on 2 cores for all mixers, minutes for a few",
             QualityAxes(tasks=("mqar", "majority"), lrs=(1e-3, 3e-3),
                         settings=(("mqar", TaskSetting((64,), (64,), 800)), ("majority", TaskSetting((64,), (64,), 300)),
                                   ("listops", TaskSetting((128,), (64,), 1500))))),
     "quick": ("what `make bench` trains, sized to finish in minutes on 2 cores: every mixer and FNet-Hybrid on "
               "MQAR (32 tokens, vocabulary 64, 8 pairs, d=64, 400 steps of batch 16) and majority (32 tokens, d=32, "
-              "150 steps of batch 32), lr 3e-3, seeds 0 and 1; 68 runs",
+              "150 steps of batch 32): 2 layers, peri-norm with the previous-token shift, lr 3e-3, seeds 0 and 1; "
+              "68 runs",
               QualityAxes(tasks=("mqar", "majority"),
                           settings=(("mqar", TaskSetting((32,), (64,), 400, "vocab_size=64", batch=16)),
                                     ("majority", TaskSetting((32,), (32,), 150))))),

@@ -17,7 +17,7 @@ DTYPE_ALIASES = {"fp32": "float32", "fp64": "float64", "bf16": "bfloat16", "fp16
 MODES = ("forward", "train")
 DEVICES = ("auto", "cpu", "cuda")
 SCOPES = ("mixer", "block", "encoder")
-NORMS = ("post", "pre")
+NORMS = ("post", "pre", "peri")
 
 
 class PlanError(ValueError):

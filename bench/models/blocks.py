@@ -2,9 +2,19 @@
 1810.04805) and FNet (Lee-Thorp et al., arXiv 2105.03824): a mixing sublayer and a feed-forward
 sublayer, each with a residual connection and LayerNorm.
 
-post-norm (both papers): x = LN₁(x + mix(x)); x = LN₂(x + W₂·GELU(W₁x + b₁) + b₂)
-pre-norm:                x = x + mix(LN₁(x)); x = x + W₂·GELU(W₁·LN₂(x) + b₁) + b₂
-GELU is the exact (erf) form; there is no dropout (a benchmark measures the deterministic model).
+post-norm (both papers): x = LN₁(x + mix(x));           x = LN₂(x + FFN(x))
+pre-norm:                x = x + mix(LN₁(x));           x = x + FFN(LN₂(x))
+peri-norm:               x = x + LN₁ₒ(mix(LN₁(x)));      x = x + LN₂ₒ(FFN(LN₂(x)))
+FFN(x) = W₂·GELU(W₁x + b₁) + b₂; GELU is the exact (erf) form; there is no dropout (a benchmark
+measures the deterministic model).
+
+Peri-norm (LayerNorm around each sublayer, input and output: Kim et al., "Peri-LN: Revisiting Layer
+Normalization in the Transformer Architecture", arXiv 2502.02732; Gemma 2's pre- and post-sublayer
+norms; "sandwich" LN of CogView, arXiv 2105.13290) adds each sublayer's output to the residual stream at
+unit scale whatever the mixer's own output scale. Pre-norm adds mix(LN₁(x)) as it comes: an
+unnormalised transform (FNet's Re(F_n X F_d) is about √(n·d) times its input) swamps the stream, and a
+layout's accuracy then measures that scale, not the mixer. Post-norm absorbs the scale too, but a large
+mix(x) drowns x inside LN₁(x + mix(x)).
 """
 
 from __future__ import annotations
@@ -14,8 +24,7 @@ import inspect
 from torch import nn
 
 import mixers
-
-NORMS = ("post", "pre")
+from bench.measuring.points import NORMS  # the vocabulary of a unit of work, one home
 
 
 def options_for(mixer_name: str, options: dict | None) -> dict:
@@ -39,8 +48,13 @@ def check_norm(norm: str) -> None:
         raise ValueError(f"unknown norm {norm!r} (allowed: {', '.join(NORMS)})")
 
 
+def ends_with_norm(norm: str) -> bool:
+    """Whether an encoder of `norm` blocks needs a final LayerNorm (its blocks end on a residual add)."""
+    return norm in ("pre", "peri")
+
+
 class Block(nn.Module):
-    """Mixer sublayer and feed-forward sublayer (d → ffn → d), residuals and LayerNorm, post- or pre-norm."""
+    """Mixer sublayer and feed-forward sublayer (d → ffn → d), residuals and LayerNorm: post-, pre- or peri-norm."""
 
     def __init__(self, mixer: str, seq_len: int, dim: int, ffn: int, *, norm: str = "post",
                  mixer_options: dict | None = None):
@@ -53,13 +67,28 @@ class Block(nn.Module):
         self.norm1 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Linear(ffn, dim))
         self.norm2 = nn.LayerNorm(dim)
+        if norm == "peri":
+            self.out_norm1 = nn.LayerNorm(dim)
+            self.out_norm2 = nn.LayerNorm(dim)
 
     def extra_repr(self) -> str:
         return f"norm={self.norm!r}"
 
-    def forward(self, x):
+    def mixing(self, x):
+        """The residual stream after the mixing sublayer (its contribution is `mixing(x) - x`)."""
         if self.norm == "pre":
-            x = x + self.mixer(self.norm1(x))
+            return x + self.mixer(self.norm1(x))
+        if self.norm == "peri":
+            return x + self.out_norm1(self.mixer(self.norm1(x)))
+        return self.norm1(x + self.mixer(x))
+
+    def feed_forward(self, x):
+        """The residual stream after the feed-forward sublayer."""
+        if self.norm == "pre":
             return x + self.ffn(self.norm2(x))
-        x = self.norm1(x + self.mixer(x))
+        if self.norm == "peri":
+            return x + self.out_norm2(self.ffn(self.norm2(x)))
         return self.norm2(x + self.ffn(x))
+
+    def forward(self, x):
+        return self.feed_forward(self.mixing(x))

@@ -28,12 +28,11 @@ from typing import NamedTuple
 import torch
 
 import mixers
-from bench.models.blocks import check_norm, options_for
+from bench.measuring.points import MODES, SCOPES
+from bench.models.blocks import check_norm, ends_with_norm, options_for
 from bench.models.encoder import DEFAULT_LAYERS, DEFAULT_VOCAB, check_config, default_ffn, mlm_count
 from bench.models.layout import LayoutError, parse_layout
 
-SCOPES = ("mixer", "block", "encoder")
-MODES = ("forward", "train")
 LAYER_NORM_FLOPS = 7
 GELU_FLOPS = 5
 CROSS_ENTROPY_FLOPS = 5
@@ -99,15 +98,19 @@ class _Builder:
         rows = self.batch * seq_len
         ffn_params = 2 * dim * ffn + ffn + dim
         ffn_flops = rows * (2 * dim * ffn + ffn + GELU_FLOPS * ffn + 2 * ffn * dim + dim)
-        if norm == "pre":
+        if norm != "post":
             self.layer_norm(f"{prefix}norm1", rows, dim)
         self.mixer(name, prefix, seq_len, dim, options)
+        if norm == "peri":
+            self.layer_norm(f"{prefix}out_norm1", rows, dim)
         self.residual(f"{prefix}residual1", rows, dim)
         if norm == "post":
             self.layer_norm(f"{prefix}norm1", rows, dim)
         else:
             self.layer_norm(f"{prefix}norm2", rows, dim)
         self.add(f"{prefix}ffn", ffn_flops, 2 * rows * dim + ffn_params, ffn_params)
+        if norm == "peri":
+            self.layer_norm(f"{prefix}out_norm2", rows, dim)
         self.residual(f"{prefix}residual2", rows, dim)
         if norm == "post":
             self.layer_norm(f"{prefix}norm2", rows, dim)
@@ -164,7 +167,7 @@ def parts(scope: str, layout, seq_len: int, dim: int, batch: int, dtype: torch.d
                     dim * dim)
     for index, name in enumerate(names):
         builder.block(f"layer{index}.", name, seq_len, dim, ffn, norm, options_for(name, mixer_options))
-    if norm == "pre":
+    if ends_with_norm(norm):
         builder.layer_norm("final_norm", rows, dim)
     if head == "mlm":
         picked = batch * mlm_count(seq_len, mlm_fraction)

@@ -4,7 +4,7 @@
 
 h₀ = LN(E_tok[ids] + E_pos)  (no token-type embeddings; vocab = 0 takes vectors instead of ids)
 h₀ += shift(h₀)              (optional previous-token shift: h₀[i] += W·h₀[i−1], zero at i = 0)
-h_l = Block_l(h_{l−1})       (mixer of layer l from the layout; a final LN after pre-norm blocks)
+h_l = Block_l(h_{l−1})       (mixer of layer l from the layout; a final LN after pre- and peri-norm blocks)
 head: mlm     logits = LN(GELU(W_t h + b_t)) E_tokᵀ + b  at m = max(1, round(fraction·n)) fixed positions
       tokens  per-position classifier;  sequence  mean over positions, then a classifier;  none  h.
 
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.models.blocks import Block, check_norm
+from bench.models.blocks import Block, check_norm, ends_with_norm
 from bench.models.layout import parse_layout
 
 HEADS = ("mlm", "tokens", "sequence", "none")
@@ -110,7 +110,7 @@ class Encoder(nn.Module):
         self.shift = nn.Linear(dim, dim, bias=False) if shift else None
         self.blocks = nn.ModuleList(Block(name, seq_len, dim, ffn, norm=norm, mixer_options=mixer_options)
                                     for name in names)
-        self.final_norm = nn.LayerNorm(dim) if norm == "pre" else None
+        self.final_norm = nn.LayerNorm(dim) if ends_with_norm(norm) else None
         if head == "mlm":
             self.register_buffer("mlm_positions", mlm_positions(seq_len, mlm_fraction), persistent=False)
             self.head_transform = nn.Linear(dim, dim)

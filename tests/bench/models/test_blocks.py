@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 import mixers
-from bench.models import Block, options_for, param_count, parts, total
+from bench.models import NORMS, Block, options_for, param_count, parts, total
 
 NAMES = mixers.available()
 FFN = 128
@@ -28,7 +28,7 @@ def test_block_forward_keeps_shape_and_dtype_and_is_finite(name, dtype, small):
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("norm", ["post", "pre"])
+@pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("name", NAMES)
 def test_block_trains_a_step(name, norm, small, step):
     seq_len, dim = small(name)
@@ -44,11 +44,12 @@ def test_block_trains_a_step(name, norm, small, step):
         assert torch.isfinite(new).all() and not torch.equal(old, new), param_name
 
 
+@pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("name", NAMES)
-def test_block_parameters_equal_the_analytic_count(name, small):
+def test_block_parameters_equal_the_analytic_count(name, norm, small):
     seq_len, dim = small(name)
-    block = Block(name, seq_len, dim, FFN)
-    assert param_count("block", name, seq_len, dim, ffn=FFN) == sum(p.numel() for p in block.parameters())
+    block = Block(name, seq_len, dim, FFN, norm=norm)
+    assert param_count("block", name, seq_len, dim, ffn=FFN, norm=norm) == sum(p.numel() for p in block.parameters())
 
 
 def _layer_norm(x, norm):
@@ -63,7 +64,7 @@ def _ffn(x, block):
     return (0.5 * hidden * (1 + torch.erf(hidden / math.sqrt(2)))) @ second.weight.T + second.bias
 
 
-@pytest.mark.parametrize("norm", ["post", "pre"])
+@pytest.mark.parametrize("norm", NORMS)
 def test_block_computes_the_papers_equations(norm):
     torch.manual_seed(0)
     block = Block("fft", 8, 12, 20, norm=norm).double()
@@ -74,14 +75,37 @@ def test_block_computes_the_papers_equations(norm):
     if norm == "post":
         y = _layer_norm(x + mixed, block.norm1)
         expected = _layer_norm(y + _ffn(y, block), block.norm2)
-    else:
+    elif norm == "pre":
         y = x + torch.fft.fft2(_layer_norm(x, block.norm1)).real
         expected = y + _ffn(_layer_norm(y, block.norm2), block)
+    else:
+        y = x + _layer_norm(torch.fft.fft2(_layer_norm(x, block.norm1)).real, block.out_norm1)
+        expected = y + _layer_norm(_ffn(_layer_norm(y, block.norm2), block), block.out_norm2)
+    torch.testing.assert_close(block.mixing(x), y, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(block(x), expected, rtol=1e-12, atol=1e-12)
 
 
+def test_peri_norm_by_hand_on_a_tiny_block():
+    """x + LN₁ₒ(mix(LN₁(x))) on numbers worked out by hand: 1 token, width 2, the `linear` mixer (W_n X W_d)."""
+    block = Block("linear", 1, 2, 1, norm="peri").double()
+    with torch.no_grad():
+        block.mixer.seq_weight.fill_(3.0)  # a 1x1 token matrix and the identity on features: mix(h) = 3·h
+        block.mixer.dim_weight.copy_(torch.eye(2))
+        block.out_norm1.weight.copy_(torch.tensor([2.0, 1.0]))
+        block.out_norm1.bias.copy_(torch.tensor([0.5, 0.0]))
+    x = torch.tensor([[[1.0, 5.0]]], dtype=torch.float64)
+    # LN₁(x) = (x - 3) / 2 = (-1, 1) (eps aside); mix = (-3, 3); LN₁ₒ(mix) = (-1, 1)·(2, 1) + (0.5, 0) = (-1.5, 1)
+    # whatever the mixer's gain (3 here), its contribution enters the stream at LN₁ₒ's scale
+    torch.testing.assert_close(block.mixing(x), torch.tensor([[[1.0 - 1.5, 5.0 + 1.0]]], dtype=torch.float64),
+                               rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        block.mixer.seq_weight.fill_(300.0)
+    torch.testing.assert_close(block.mixing(x), torch.tensor([[[-0.5, 6.0]]], dtype=torch.float64),
+                               rtol=1e-5, atol=1e-5)
+
+
 def test_block_refuses_bad_norm_and_width():
-    with pytest.raises(ValueError, match="unknown norm 'middle' \\(allowed: post, pre\\)"):
+    with pytest.raises(ValueError, match="unknown norm 'middle' \\(allowed: post, pre, peri\\)"):
         Block("fft", 8, 12, 20, norm="middle")
     with pytest.raises(ValueError, match="ffn must be a positive width"):
         Block("fft", 8, 12, 0)
@@ -124,20 +148,20 @@ def test_options_for_filters_by_constructor_signature(monkeypatch):
         options_for("nope", options)
 
 
-def _block_flops(name, seq_len, dim, ffn, batch):
-    """Forward FLOPs of a block counted independently of bench.models.cost."""
+def _block_flops(name, seq_len, dim, ffn, batch, norms=2):
+    """Forward FLOPs of a block counted independently of bench.models.cost (`norms` LayerNorms)."""
     rows = batch * seq_len
     mixer = mixers.get(name).flops(seq_len, dim, batch)
     feed_forward = rows * (2 * dim * ffn + ffn) + rows * 5 * ffn + rows * (2 * ffn * dim + dim)
-    return mixer + feed_forward + 2 * 7 * rows * dim + 2 * rows * dim
+    return mixer + feed_forward + norms * 7 * rows * dim + 2 * rows * dim
 
 
-@pytest.mark.parametrize("norm", ["post", "pre"])
+@pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("name", NAMES)
 def test_block_flops_are_the_mixer_and_the_layers_around_it(name, norm, small):
     seq_len, dim = small(name)
     block_parts = parts("block", name, seq_len, dim, 3, torch.float32, "forward", ffn=FFN, norm=norm)
-    assert total(block_parts)[0] == _block_flops(name, seq_len, dim, FFN, 3)
+    assert total(block_parts)[0] == _block_flops(name, seq_len, dim, FFN, 3, norms=4 if norm == "peri" else 2)
     assert [p.name for p in block_parts if p.name.startswith("mixer")] == [f"mixer:{name}"]
 
 

@@ -152,6 +152,10 @@ def test_encoder_parts_run_in_order_and_each_head_has_its_parts():
     pre = ["layer0.norm1", "layer0.mixer:fft", "layer0.residual1", "layer0.norm2", "layer0.ffn", "layer0.residual2"]
     assert names(vocab=VOCAB, norm="pre", head="tokens", num_classes=4) == [
         "embeddings", "embeddings.norm", *pre, "final_norm", "head.classifier", "loss", "adamw"]
+    peri = ["layer0.norm1", "layer0.mixer:fft", "layer0.out_norm1", "layer0.residual1", "layer0.norm2",
+            "layer0.ffn", "layer0.out_norm2", "layer0.residual2"]
+    assert names(vocab=VOCAB, norm="peri", head="tokens", num_classes=4) == [
+        "embeddings", "embeddings.norm", *peri, "final_norm", "head.classifier", "loss", "adamw"]
     assert names(vocab=VOCAB, head="sequence", num_classes=4)[-4:] == ["head.pool", "head.classifier", "loss",
                                                                         "adamw"]
     assert names(vocab=0, head="none", shift=True) == ["shift", *layer, "adamw"]

@@ -71,6 +71,7 @@ def test_hybrid_with_more_top_layers_than_layers_is_refused():
 
 CONFIGS = {
     "pre-norm": dict(norm="pre"),
+    "peri-norm": dict(norm="peri"),
     "shift": dict(shift=True),
     "tokens-head": dict(head="tokens", num_classes=7),
     "sequence-head": dict(head="sequence", num_classes=3),
@@ -222,8 +223,9 @@ def test_shift_applies_to_vector_inputs_too():
     torch.testing.assert_close(encoder.embed(x)[:, 1:], x[:, 1:] + x[:, :-1] @ encoder.shift.weight.T)
 
 
-def test_pre_norm_encoder_ends_with_a_layer_norm():
+def test_pre_and_peri_norm_encoders_end_with_a_layer_norm():
     assert Encoder("fft", 16, 64, 1, FFN, VOCAB, norm="pre").final_norm is not None
+    assert Encoder("fft", 16, 64, 1, FFN, VOCAB, norm="peri").final_norm is not None
     assert Encoder("fft", 16, 64, 1, FFN, VOCAB).final_norm is None
 
 
