@@ -24,7 +24,7 @@ import inspect
 from torch import nn
 
 import mixers
-from bench.measuring.points import NORMS  # the vocabulary of a unit of work, one home
+from bench.vocabulary import NORMS
 
 
 def options_for(mixer_name: str, options: dict | None) -> dict:
