@@ -16,6 +16,8 @@ import torch
 import mixers
 from bench import cli
 from bench.measuring import plan
+from bench.measuring.points import mixer_point
+from bench.measuring.timing import TORCH_DTYPES
 
 ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("setup_check", ROOT / "scripts" / "setup_check.py")
@@ -64,7 +66,7 @@ def test_progress_prints_plain_lines_without_tqdm_even_on_a_terminal(monkeypatch
     monkeypatch.delenv("CI", raising=False)
     monkeypatch.setitem(sys.modules, "tqdm", None)  # not installed
     monkeypatch.setattr(sys, "stderr", Terminal())
-    point = plan.mixer_point("fft", 128, 64, 1, "float32", "forward", "cpu")
+    point = mixer_point("fft", 128, 64, 1, "float32", "forward", "cpu")
     progress = cli.Progress(quiet=False)
     progress(1, 4, point, None)
     progress(4, 4, None, None)
@@ -76,7 +78,7 @@ def test_gpu_presets_measure_every_mixer(name):
     axes = plan.apply_model(plan.PRESETS[name][1])
     points = plan.expand(axes, "cuda")
     runnable = {p.mixer for p in points
-                if mixers.get(p.mixer).supports(p.seq_len, p.dim, plan.DTYPES[p.dtype], "cuda")}
+                if mixers.get(p.mixer).supports(p.seq_len, p.dim, TORCH_DTYPES[p.dtype], "cuda")}
     assert runnable == set(plan.mixer_names(axes))
     if name != "long":
         assert runnable == set(mixers.available()) and "hadamard" in runnable
