@@ -2,7 +2,8 @@
 
     python tests/mutation/mutate.py [--report] [MODULE ...]   (from the repository root; default: every module)
 
-mutmut (configured in pyproject.toml, [tool.mutmut]) copies bench/ and mixers/ into mutants/, writes every
+mutmut (configured in pyproject.toml, [tool.mutmut]) copies bench/, mixers/ and mixbench_registry.py into
+mutants/, writes every
 mutant of the files it mutates, then runs each mutant in SCOPE against the fast tests listed there that call
 the mutated function. This script picks the mutants of the modules asked for, runs them, and prints per module
 how many were killed, how many are listed as equivalent in tests/mutation/equivalents.txt, and the share
@@ -67,12 +68,17 @@ SCOPE = {
                             "x_check_config", "xǁShapeǁ*")
                + _functions("bench.models.blocks", "x_options_for", "x_check_norm")),
     "tasks": ["bench.tasks.*"],
+    # the one registry of mixers and tasks: refusals at registration, lookup, import-all, entry points
+    "registry": ["mixbench_registry.*"],
     "train": _functions("bench.measuring.train", "x_head_dim", "x_learning_rate", "x_loss_and_correct", "x_evaluate",
                         "x_refusal", "x_train") + _functions("bench.measuring.points", "xǁTrainingRunǁ*"),
 }
-# Run once, when their package is first imported: before mutmut switches a mutant on, so no test can see their
-# mutants (tests/bench/tasks/test_registry.py checks them in fresh processes). Left out of every module's share.
-NOT_MUTATED_IN_TESTS = ["bench.tasks.x__import_builtins__mutmut_*"]
+# Run only when a package is first imported, before mutmut switches a mutant on, so no test can see their mutants.
+# Left out of every module's share. The registries every test uses, `mixers.REGISTRY` and `bench.tasks.REGISTRY`,
+# are built then (the one bare registry of tests/test_mixbench_registry.py exercises only import_all). Their
+# import-all and entry-point loading (`Registry.import_all`, `Registry.load_entry_points`) run at import too, but
+# tests call them again directly, so those mutants count.
+NOT_MUTATED_IN_TESTS = ["mixbench_registry.xǁRegistryǁ__init____mutmut_*"]
 KILLED = ("killed", "timeout")  # a mutant that makes the tests hang is caught too
 
 
