@@ -1,13 +1,17 @@
-"""The README and docs/ hold: every relative link resolves, the README stays short, its preset tables match the code.
+"""The README and docs/ hold: every relative link resolves, every file, flag and make target they name exists, the
+README stays short, its preset tables match the code, and its scale-confound figures are its run folders'.
 
 `python tests/test_docs.py` prints the preset counts the README's tables must show.
 """
 
+import argparse
+import csv
 import re
 from pathlib import Path
 
 import pytest
 
+from bench import cli
 from bench.measuring import plan
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,7 +71,7 @@ def test_no_document_points_at_files_users_do_not_have(path):
 
 
 def test_the_documents_the_readme_promises_exist():
-    for name in ("methods", "run-folder", "cluster", "mixers", "tasks"):
+    for name in ("methods", "run-folder", "cluster", "gpu", "mixers", "tasks"):
         assert f"docs/{name}.md" in links(README), name
         assert (REPO / "docs" / f"{name}.md").exists(), name
 
@@ -85,6 +89,77 @@ def test_the_readme_shows_both_frontiers_as_images_near_the_top():
     assert any("/plots/pareto__" in image for image in images), images
     assert any("/plots/quality__" in image for image in images), images
     assert text.index("](results/reference/") < text.index("## Add a mixer")
+
+
+def without_code(text: str, language: str = "") -> str:
+    """`text` without its fenced code blocks (only those in `language` when one is given)."""
+    return re.sub(rf"```{language}[^\n]*\n.*?```", "", text, flags=re.DOTALL)
+
+
+def missing_files(path: Path) -> list[str]:
+    """The .py and .sh files a document names (outside its Python examples) that are not in the repository: a
+    name is found relative to the document, to the repository, or as the name of a file in it."""
+    text = without_code(path.read_text(), "python")
+    found = {file.name for pattern in ("*.py", "*.sh") for file in REPO.rglob(pattern) if ".venv" not in file.parts}
+    named = set(re.findall(r"[\w./-]*\w\.(?:py|sh)\b", text))
+    return sorted(name for name in named if not ((path.parent / name).exists() or (REPO / name).exists()
+                                                   or name.rsplit("/", 1)[-1] in found))
+
+
+def command_line_flags() -> set[str]:
+    """Every option of every `mixbench` command, as argparse spells them (--no-X included)."""
+    parser = cli.build_parser()
+    commands = next(action for action in parser._actions if isinstance(action, argparse._SubParsersAction))
+    return {flag for command in [parser, *commands.choices.values()] for action in command._actions
+            for flag in action.option_strings}
+
+
+OTHER_TOOLS_FLAGS = {"--nodes", "--gpus-per-node"}  # sbatch's (docs/cluster.md)
+
+
+@pytest.mark.parametrize("path", [p for p in DOCUMENTS if p.exists()], ids=lambda p: str(p.relative_to(REPO)))
+def test_every_file_flag_and_make_target_a_document_names_exists(path):
+    assert missing_files(path) == [], f"{path.relative_to(REPO)} names files that do not exist"
+    flags = set(re.findall(r"(?<![\w-])--[a-z][a-z0-9-]+", without_code(path.read_text())))
+    unknown = sorted(flags - command_line_flags() - OTHER_TOOLS_FLAGS)
+    assert unknown == [], f"{path.relative_to(REPO)} names options mixbench does not have: {unknown}"
+    makefile = (REPO / "Makefile").read_text()
+    for target in set(re.findall(r"`make ([a-z-]+)", path.read_text())):
+        assert re.search(rf"^{target}:", makefile, re.MULTILINE), f"{path.relative_to(REPO)}: no make target {target}"
+
+
+def test_a_renamed_module_is_caught(tmp_path):
+    document = tmp_path / "old.md"
+    document.write_text("`bench/measuring/worker.py` measures; `env.py` fingerprints; `timing.py` is real.\n")
+    assert missing_files(document) == ["bench/measuring/worker.py", "env.py"]
+
+
+SCALE_CONFOUND = REPO / "results" / "reference" / "scale-confound" / "four-layouts"
+
+
+def test_the_scale_confound_table_shows_its_run_folders_accuracies():
+    header = "| layout | MQAR, `pre` (old) | MQAR, `peri` (new) | majority, `pre` (old) | majority, `peri` (new) |"
+    columns = [("mqar", "pre"), ("mqar", "peri"), ("majority", "pre"), ("majority", "peri")]
+    measured = {}
+    for norm in ("pre", "peri"):
+        assert f"](results/reference/scale-confound/four-layouts/{norm}/report.html)" in README.read_text()
+        with open(SCALE_CONFOUND / norm / "quality.csv", newline="") as handle:
+            for row in csv.DictReader(handle):
+                assert row["norm"] == norm and row["status"] == "ok"
+                measured[row["layout"], row["task"], norm, int(row["seed"])] = float(row["accuracy"])
+    lines = README.read_text().splitlines()
+    assert header in lines, "no scale-confound table in README.md"
+    rows = 0
+    for line in lines[lines.index(header) + 2:]:
+        if not line.startswith("|"):
+            break
+        layout, *cells = [cell.strip() for cell in line.strip("|").split("|")]
+        for (task, norm), cell in zip(columns, cells, strict=True):
+            shown = [float(value) for value in cell.split(" / ")]
+            expected = [round(measured[layout.strip("`"), task, norm, seed], 3) for seed in (0, 1)]
+            assert shown == expected, f"{layout} {task} {norm}: README shows {cell}, the run folder {expected}"
+        rows += 1
+    assert rows == 4  # fft, attention, fft+attention:1, dct+attention:1, as issue 25 asks
 
 
 def test_the_sweep_preset_table_matches_the_code():
