@@ -6,6 +6,7 @@ README stays short, its preset tables match the code, and its scale-confound fig
 
 import argparse
 import csv
+import importlib.util
 import re
 from pathlib import Path
 
@@ -132,6 +133,18 @@ def test_a_renamed_module_is_caught(tmp_path):
     document = tmp_path / "old.md"
     document.write_text("`bench/measuring/worker.py` measures; `env.py` fingerprints; `timing.py` is real.\n")
     assert missing_files(document) == ["bench/measuring/worker.py", "env.py"]
+
+
+def test_the_wheels_to_carry_offline_are_the_extras_make_install_checks():
+    spec = importlib.util.spec_from_file_location("setup_check", REPO / "scripts" / "setup_check.py")
+    setup_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(setup_check)
+    # pytest itself comes with pytest-benchmark, a runtime package
+    extras = set(setup_check.EXTRAS.values()) - set(setup_check.RUNTIME.values()) - {"pytest"}
+    for path in (README, REPO / "docs" / "gpu.md", REPO / "Makefile"):
+        carried = re.findall(r"pip download ([\w\s-]+?) -d \.whl", path.read_text())
+        assert carried, f"{path.name} gives no `pip download ... -d .whl` recipe"
+        assert all(set(names.split()) == extras for names in carried), (path.name, carried, extras)
 
 
 SCALE_CONFOUND = REPO / "results" / "reference" / "scale-confound" / "four-layouts"
