@@ -41,7 +41,7 @@ SCOPE = {
                + _functions("bench.measuring.scheduler", "xǁSchedulerǁ*")
                + _functions("bench.measuring.runner", "x__timing_units", "xǁSweepReportǁcounts")
                + _functions("bench.measuring.workers", "x_local_slots")),
-    "worker": _functions("bench.measuring.timing", "x_metrics", "x_cost_parts", "x_compute_dtype_name",
+    "timing": _functions("bench.measuring.timing", "x_metrics", "x_cost_parts", "x_compute_dtype_name",
                          "x_refusal", "x__options"),
     "store": ["bench.measuring.store.*"],
     "analysis": _functions("bench.reporting.analysis", "x_load_results", "x_load_env", "x_prepare", "x_ok_rows",
