@@ -392,3 +392,20 @@ def test_make_bench_writes_beside_the_committed_reference_runs_not_into_them():
     out = api.default_out("cpu", "cpu")
     assert out.parent == api.REPO_RESULTS and out.parent.name == "results"
     assert not out.is_relative_to(api.REPO_RESULTS / "reference")
+
+
+def test_without_a_systemd_machine_id_the_host_and_mac_address_tell_machines_apart(monkeypatch):
+    class Missing:
+        def __init__(self, path):
+            pass
+
+        def read_text(self):
+            raise OSError("no such file")
+
+    monkeypatch.setattr(fingerprint, "Path", Missing)
+    monkeypatch.setattr(fingerprint.socket, "gethostname", lambda: "alpha")
+    monkeypatch.setattr(fingerprint.uuid, "getnode", lambda: 0x0242AC110002)
+    alpha = fingerprint.machine_id()
+    assert alpha == fingerprint.machine_id() and re.fullmatch(r"[0-9a-f]{16}", alpha)
+    monkeypatch.setattr(fingerprint.uuid, "getnode", lambda: 0x0242AC110003)
+    assert fingerprint.machine_id() != alpha
