@@ -18,7 +18,7 @@ from bench.measuring.plan import PRESETS, QUALITY_PRESETS, Axes, QualityAxes
 from bench.measuring.points import (DTYPE_ALIASES, DTYPE_NAMES, MODES, NORMS, SCOPES, PlanError, Point, parse_floats,
                                     parse_int, parse_ints, parse_names, parse_options)
 from bench.measuring.timing import TORCH_DTYPES
-from bench.measuring.workers import LocalBackend, Slot, local_slots
+from bench.measuring.workers import LocalBackend, Slot, inherited_mask, local_slots
 from bench.reporting import analysis
 from bench.reporting.render import render_run
 
@@ -114,6 +114,19 @@ def _ray_slots(chosen, device: str, workers, threads: int | None, fill: bool = F
     return slots, warnings
 
 
+def _visible_gpus() -> int:
+    """The GPUs --devices and --workers may name: torch's count, which honours an inherited CUDA_VISIBLE_DEVICES
+    (each worker then gets its entry of that mask: `workers.visible_device`), and never more than the mask lists."""
+    mask = inherited_mask()
+    count = torch.cuda.device_count()
+    return count if mask is None else min(count, len(mask))
+
+
+def _mask_note() -> str:
+    mask = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return f" visible (CUDA_VISIBLE_DEVICES={mask})" if mask is not None else ""
+
+
 def _workers(device: str, workers, devices, threads: int | None, default: int = 1) -> tuple[list[Slot], tuple]:
     """Worker slots from --workers / --devices, and the warnings they deserve."""
     if workers is not None and devices is not None:
@@ -123,18 +136,20 @@ def _workers(device: str, workers, devices, threads: int | None, default: int = 
         if device != "cuda":
             raise PlanError(f"--devices names GPUs; this sweep runs on {device} (use --workers N there)")
         indices = parse_ints(devices, "devices", allow_zero=True)
-        visible = torch.cuda.device_count()
+        visible = _visible_gpus()
         if any(index >= visible for index in indices):
-            raise PlanError(f"--devices {devices}: this machine has {visible} GPU(s), numbered 0-{visible - 1}")
+            raise PlanError(f"--devices {devices}: this machine has {visible} GPU(s){_mask_note()}, numbered "
+                            f"0-{visible - 1}")
         return local_slots(device, devices=indices, threads=threads), ()
     count = parse_int(workers, "workers") if workers is not None else default
     if device == "cpu" and count > 1 and workers is not None:
         warnings.append(f"{count} workers share this CPU's cores and memory bandwidth, so their timings interfere; "
                         f"compare timings only from one-worker runs")
     if device == "cuda" and count > 1:
-        visible = torch.cuda.device_count()
+        visible = _visible_gpus()
         if count > visible:
-            raise PlanError(f"--workers {count}: this machine has {visible} GPU(s); use at most {visible}")
+            raise PlanError(f"--workers {count}: this machine has {visible} GPU(s){_mask_note()}; use at most "
+                            f"{visible}")
         return local_slots(device, devices=tuple(range(count)), threads=threads), tuple(warnings)
     return local_slots(device, workers=count, threads=threads), tuple(warnings)
 

@@ -76,6 +76,11 @@ class TokenMixer(nn.Module):
     def extra_repr(self) -> str:
         return f"seq_len={self.seq_len}, dim={self.dim}"
 
+    def kernel_name(self) -> str:
+        """Which of its implementations this module runs (or ran last), for the `kernel` column: "" for a mixer
+        with one path; attention names its SDPA backend, mamba its scan."""
+        return ""
+
     @classmethod
     def supports(cls, seq_len: int, dim: int, dtype: torch.dtype = torch.float32,
                  device: str | torch.device = "cpu", **options) -> Support:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -65,10 +66,58 @@ class Attention(mixers.TokenMixer):
         """softmax(q kᵀ / √head_dim) v per head."""
         return F.scaled_dot_product_attention(q, k, v)
 
+    def kernel_name(self) -> str:
+        """The SDPA backend that runs this module's call: "flash", "efficient", "cudnn" or "math" ("" if unknown).
+
+        It is asked of the dispatcher itself: `torch._fused_sdp_choice` is the function that
+        `scaled_dot_product_attention` calls to pick its backend, and it is given q, k and v as `forward` makes
+        them (one sample, the same dtype, device, strides and gradient requirement; batch does not enter the
+        choice), the causal flag, and the global flags that `torch.nn.attention.sdpa_kernel` sets. On a CPU
+        "flash" is torch's CPU flash kernel (the device column says which). Where that private function is
+        gone, each backend is tried alone under `sdpa_kernel([backend])` in torch's usual order of preference
+        (flash, efficient, cudnn, math), and the first that runs is named: the same answer unless a torch
+        version prefers cuDNN over flash. Asked again only when the dtype, device, mode or those flags change."""
+        weight = self.qkv.weight
+        flags = tuple(getattr(torch.backends.cuda, f"{name}_sdp_enabled", lambda: None)()
+                      for name in ("flash", "mem_efficient", "cudnn", "math"))  # what sdpa_kernel sets
+        key = (weight.dtype, weight.device, self.training, bool(getattr(self, "causal", False)), flags)
+        if getattr(self, "_kernel", (None, ""))[0] != key:
+            self._kernel = (key, self._sdpa_backend())
+        return self._kernel[1]
+
+    def _sdpa_backend(self) -> str:
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        names = {SDPBackend.FLASH_ATTENTION: "flash", SDPBackend.EFFICIENT_ATTENTION: "efficient",
+                 SDPBackend.CUDNN_ATTENTION: "cudnn", SDPBackend.MATH: "math"}
+        weight = self.qkv.weight
+        causal = bool(getattr(self, "causal", False))
+        try:
+            with torch.no_grad():
+                qkv = torch.empty(1, self.seq_len, 3, self.heads, self.head_dim, dtype=weight.dtype,
+                                  device=weight.device)
+            q, k, v = (t.requires_grad_(self.training) for t in qkv.movedim(-3, 0).transpose(-3, -2).unbind(0))
+            choose = getattr(torch, "_fused_sdp_choice", None)
+            if choose is not None:
+                return names.get(SDPBackend(choose(q, k, v, None, 0.0, causal)), "")
+            for backend in names:
+                try:
+                    with sdpa_kernel([backend]), torch.no_grad():
+                        F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+                    return names[backend]
+                except RuntimeError:
+                    continue
+        except Exception:  # noqa: BLE001 - a record of what ran must not fail the point it describes
+            return ""
+        return ""
+
 
 @mixers.register("attention-naive")
 class NaiveAttention(Attention):
     """Multi-head self-attention with an explicit n×n score matrix (no fused kernel)."""
+
+    def kernel_name(self) -> str:
+        return ""  # one path: the explicit score matrix
 
     def attend(self, q, k, v):
         scores = (q * (1 / math.sqrt(self.head_dim))) @ k.transpose(-2, -1)

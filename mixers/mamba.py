@@ -174,6 +174,15 @@ class Mamba(mixers.TokenMixer):
                 + _cost.matmul_flops(seq_len, inner, rank + 2 * d_state)
                 + _cost.matmul_flops(seq_len, rank, inner) + _cost.matmul_flops(seq_len, inner, dim))
 
+    def kernel_name(self) -> str:
+        """The scan that runs: "mamba_ssm" (its fused selective_scan_fn) or "chunked" (the PyTorch scan); the
+        last call's `scan_path`, or before any call the one `forward` would take on the parameters' device."""
+        if self.scan_path:
+            return self.scan_path
+        on_cuda = self.A_log.is_cuda
+        fused = self.kernel == "cuda" or (self.kernel == "auto" and on_cuda and fused_scan() is not None)
+        return "mamba_ssm" if fused else "chunked"
+
     def forward(self, hidden):
         seq_len = hidden.shape[1]
         x, z = self.in_proj(hidden).chunk(2, dim=-1)  # (b, n, e) each

@@ -109,16 +109,43 @@ def training_hash(run: TrainingRun) -> str:
 
 # --- failures ----------------------------------------------------------------------------------------
 
+# What a failed allocation says besides torch's OutOfMemoryError: the caching allocator and cudaMalloc ("out of
+# memory"), the host ("can't allocate memory"), and the CUDA libraries, which allocate their own plans, handles
+# and workspaces: cuFFT (CUFFT_ALLOC_FAILED), cuBLAS (CUBLAS_STATUS_ALLOC_FAILED, e.g. in cublasCreate), cuDNN
+# (CUDNN_STATUS_ALLOC_FAILED, CUDNN_STATUS_NOT_ENOUGH_WORKSPACE), cuSOLVER/cuSPARSE (…_STATUS_ALLOC_FAILED).
+OOM_MARKERS = ("out of memory", "can't allocate memory", "CUFFT_ALLOC_FAILED", "_STATUS_ALLOC_FAILED",
+               "CUDNN_STATUS_NOT_ENOUGH_WORKSPACE", "NOT_ENOUGH_WORKSPACE")
+
+
 def is_oom(exc: BaseException) -> bool:
+    """Whether `exc` says memory ran out: the point's status is then `oom`, and its series is cut after it."""
     if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)):
         return True
     text = str(exc)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    return isinstance(exc, RuntimeError) and any(marker in text for marker in OOM_MARKERS)
 
 
 def is_fatal_cuda(exc: BaseException) -> bool:
-    """A CUDA error after which this process's context cannot be trusted (illegal access, assert...)."""
-    return isinstance(exc, RuntimeError) and ("CUDA error" in str(exc) or "CUDA kernel errors" in str(exc))
+    """A CUDA error after which this process's context cannot be trusted (an illegal memory access, a device-side
+    assert, a launch failure: the error is sticky, every later call raises it again). A failed allocation is not
+    one: the context is sound, and the worker carries on after it."""
+    text = str(exc)
+    return (isinstance(exc, RuntimeError) and ("CUDA error" in text or "CUDA kernel errors" in text)
+            and not is_oom(exc))
+
+
+# --- what ran ------------------------------------------------------------------------------------------
+
+def kernel_of(module: torch.nn.Module) -> str:
+    """The kernels a built point ran, as its mixers say (`TokenMixer.kernel_name`): each different non-empty
+    answer once, in module order, joined by "+" ("" where every mixer has one path)."""
+    names: list[str] = []
+    for part in module.modules():
+        if isinstance(part, mixers.TokenMixer):
+            name = part.kernel_name()
+            if name and name not in names:
+                names.append(name)
+    return "+".join(names)
 
 
 _IDENTIFIER = re.compile(r"(class_name|actor_id|pid|name|namespace|ip):")  # Ray's lines naming its actor

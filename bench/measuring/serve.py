@@ -15,9 +15,9 @@ import signal
 import torch
 
 from bench.measuring import measure, timing, train
-from bench.measuring.fingerprint import energy_counter
+from bench.measuring.fingerprint import energy_counter, gpu_sampler, gpu_state
 from bench.measuring.points import Point, TrainingRun
-from bench.measuring.rows import Reply
+from bench.measuring.rows import Reply, failure
 
 _MiB = 2**20
 # glibc serves allocations above its mmap threshold with fresh pages each call, and moves that threshold as a
@@ -48,7 +48,10 @@ class Measurer:
     def __init__(self, device: str, device_name: str, policy: measure.TimingPolicy, threads: int | None = None):
         self.device, self.device_name, self.policy = device, device_name, policy
         self.settings = configure_process(threads)
-        self.energy = energy_counter() if device == "cuda" else None
+        self.energy = self.sample = None
+        if device == "cuda":  # this worker's own GPU (its CUDA device 0), found by UUID or PCI bus id, not index
+            self.energy, self.sample = energy_counter(), gpu_sampler()
+            self.settings["gpu"], self.settings["nvml_error"] = gpu_state()
         if device != "cuda":  # the first dispatch mode now, not in a timeout (measure._dynamo_guard_once_loaded)
             measure.peak_memory(lambda: torch.ones(1) + 1, device)
 
@@ -57,13 +60,30 @@ class Measurer:
         a `Reply` (its `fatal` says this process's CUDA context is poisoned and it must exit)."""
         if message[0] == "calibrate":
             return ("calibration", timing.calibrate(self.device, message[1]))
-        if message[0] == "train":
-            reply = train.train_run(TrainingRun(**message[1]), self.device_name)
-        elif message[0] == "point":
-            reply = timing.measure_point(Point(**message[1]), self.policy, self.device_name, self.energy)
-        else:
+        if message[0] not in ("train", "point"):
             raise ValueError(f"unknown message {message[0]!r} (allowed: calibrate, point, train, stop)")
+        try:
+            if message[0] == "train":
+                reply = train.train_run(TrainingRun(**message[1]), self.device_name)
+            else:
+                reply = timing.measure_point(Point(**message[1]), self.policy, self.device_name, self.energy)
+                if self.sample is not None and reply.row.get("status") == "ok":
+                    reply = reply._replace(row={**reply.row, **self.sample()})  # the GPU's state as the point ends
+        except Exception as exc:  # noqa: BLE001 - escaped the item's own handling: its cleanup failed
+            reply = self._escaped(message, exc)
         return reply._replace(pid=os.getpid())
+
+    def _escaped(self, message: tuple, exc: BaseException) -> Reply:
+        """The reply for an exception that escaped an item's own handling, typically raised by its cleanup after
+        a sticky CUDA error (an illegal memory access, a device-side assert: `empty_cache` raises it again): the
+        item fails with that error, and the reply is fatal, so this worker exits and the parent starts a fresh
+        one rather than trusting a process in a state nobody planned for."""
+        if message[0] == "train":
+            run = TrainingRun(**message[1])
+            row = train.base_row(run, self.device_name)
+        else:
+            row = timing.base_row(Point(**message[1]), self.device_name)
+        return failure(row, exc)._replace(fatal=True)
 
 
 def serve(conn, device: str, device_name: str, policy: measure.TimingPolicy, threads: int | None = None) -> None:

@@ -22,10 +22,11 @@ from pathlib import Path
 
 COLUMNS = [
     "mixer", "scope", "seq_len", "dim", "layers", "ffn", "vocab", "norm", "batch", "batching", "dtype",
-    "compute_dtype", "mode", "device", "device_index", "device_name",
+    "compute_dtype", "kernel", "tf32", "mode", "device", "device_index", "device_name",
     "status", "time_ms", "time_ms_p20", "time_ms_p80", "time_ms_lo", "time_ms_hi", "rounds", "reps",
     "peak_mem_mb", "reserved_mem_mb", "resident_mem_mb",
-    "tokens_per_s", "flops", "tflops", "bytes_min", "gbps", "roofline_frac", "bound", "energy_mj", "load_avg",
+    "tokens_per_s", "flops", "tflops", "bytes_min", "gbps", "roofline_frac", "bound", "energy_mj",
+    "sm_clock_mhz", "temp_c", "load_avg",
     "source_hash", "measured_at", "error",
 ]
 QUALITY_COLUMNS = [
@@ -263,6 +264,13 @@ class EnvRecord:
         this machine's (or the measuring machine's) `facts`. A sweep refreshes the fingerprint and keeps what
         an earlier start recorded (its start time, the calibrated ceilings, the quality run's section)."""
         data = folder.read_env()
+        # a folder resumes only on the machine that started it, so that nobody's numbers pass for this machine's;
+        # a folder from before env.json recorded `machine_id` is accepted (nothing says where it was measured)
+        if data.get("machine_id") and facts.get("machine_id") and data["machine_id"] != facts["machine_id"]:
+            host = data.get("host") or "unknown host"
+            raise RunFolderError(f"{folder.path} was started on another machine ({host}, machine id "
+                                 f"{data['machine_id']}); a run folder resumes only on the machine that started "
+                                 f"it: choose another --out")
         if data and data.get("device_name") != facts["device_name"]:
             raise RunFolderError(f"{folder.path} holds a run measured on {data.get('device_name')!r}, not on this "
                                  f"{facts['device_name']!r}; choose another --out")

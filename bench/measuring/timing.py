@@ -18,7 +18,8 @@ import mixers
 from bench import models
 from bench.measuring import measure
 from bench.measuring.points import Point
-from bench.measuring.rows import Reply, failure, now, parses, point_hash
+from bench.measuring.fingerprint import tf32_settings
+from bench.measuring.rows import Reply, failure, kernel_of, now, parses, point_hash
 
 TORCH_DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
                 "float16": torch.float16}
@@ -253,7 +254,8 @@ def measure_point(point: Point, policy: measure.TimingPolicy, device_name: str, 
         return Reply({**row, "status": "ok", "time_ms": timing.median_ms, "time_ms_p20": timing.p20_ms,
                       "time_ms_p80": timing.p80_ms, "reps": timing.reps, "peak_mem_mb": memory.peak_mb,
                       "reserved_mem_mb": memory.reserved_mb, "resident_mem_mb": resident,
-                      "energy_mj": timing.energy_mj, "error": ""}, timing.order_statistics(ORDER_STATISTICS))
+                      "energy_mj": timing.energy_mj, "kernel": kernel_of(prepared.module), "tf32": tf32_settings(),
+                      "error": ""}, timing.order_statistics(ORDER_STATISTICS))
     except BaseException as exc:  # noqa: BLE001 - a point's failure is data
         if isinstance(exc, KeyboardInterrupt):
             raise

@@ -36,12 +36,34 @@ class Slot:
     threads: int | None = None
 
 
+def inherited_mask() -> list[str] | None:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES lists them (indices, or "GPU-…"/"MIG-…" UUIDs: a
+    SLURM job's, a container's, Ray's), or None when it is not set (every GPU of the machine, in CUDA's order)."""
+    text = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if text is None:
+        return None
+    return [entry.strip() for entry in text.split(",") if entry.strip()]
+
+
+def visible_device(index: int) -> str:
+    """What a worker on this process's CUDA device `index` puts in its CUDA_VISIBLE_DEVICES: the `index`-th entry
+    of the inherited mask where there is one (device 1 under "5,7" is "7"), else the index itself."""
+    mask = inherited_mask()
+    if mask is None:
+        return str(index)
+    if not 0 <= index < len(mask):
+        raise ValueError(f"CUDA device {index} is not among the {len(mask)} GPU(s) CUDA_VISIBLE_DEVICES="
+                         f"{os.environ['CUDA_VISIBLE_DEVICES']!r} allows")
+    return mask[index]
+
+
 def local_slots(device: str, workers: int = 1, devices: tuple[int, ...] = (), threads: int | None = None
                 ) -> list[Slot]:
     """One slot per GPU in `devices` (each worker sees only its own through CUDA_VISIBLE_DEVICES), or
-    `workers` slots on the device (sharing it)."""
+    `workers` slots on the device (sharing it). `devices` are this process's CUDA indices: under an inherited
+    CUDA_VISIBLE_DEVICES they are positions in it (`visible_device`), as torch.cuda numbers them."""
     if devices:
-        return [Slot(index, {"CUDA_VISIBLE_DEVICES": str(index)} if device == "cuda" else {}, threads)
+        return [Slot(index, {"CUDA_VISIBLE_DEVICES": visible_device(index)} if device == "cuda" else {}, threads)
                 for index in devices]
     return [Slot(index, {}, threads) for index in range(workers)]
 

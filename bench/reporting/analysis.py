@@ -28,8 +28,8 @@ POINT_KEYS = ["mixer", "scope", "seq_len", "dim", *SHAPE_KEYS, "batch", "batchin
 
 STATUSES = store.STATUSES
 # How each of store.COLUMNS is read: text, or a number (every other column but the timestamp).
-TEXT_COLUMNS = ["mixer", "scope", "norm", "batching", "dtype", "compute_dtype", "mode", "device", "device_index",
-                "device_name", "status", "bound", "source_hash", "error"]
+TEXT_COLUMNS = ["mixer", "scope", "norm", "batching", "dtype", "compute_dtype", "kernel", "tf32", "mode", "device",
+                "device_index", "device_name", "status", "bound", "source_hash", "error"]
 NUMERIC_COLUMNS = [column for column in store.COLUMNS if column not in TEXT_COLUMNS and column != "measured_at"]
 INTEGER_COLUMNS = ["seq_len", "dim", "layers", "ffn", "vocab", "batch", "rounds", "reps"]
 
