@@ -20,9 +20,12 @@ _CACHES: list[TensorCache] = []
 
 
 class TensorCache:
-    """`build(*sizes) -> CPU tensor` (float64, complex128 or int64), cast, moved and kept per (sizes, dtype, device).
+    """`build(*sizes) -> tensor` (float64, complex128 or int64), cast and kept per (sizes, dtype, device).
 
-    Least recently used entries beyond CACHE_ENTRIES are dropped.
+    `build` runs under `torch.device(device)`, so its factory calls (arange, full, linspace, ...) make the
+    table on the device that uses it: in float64 there, for float64 accuracy, then cast to `dtype` in place
+    of a host-side build and a host-to-device copy. Least recently used entries beyond CACHE_ENTRIES are
+    dropped.
     """
 
     def __init__(self, build):
@@ -34,7 +37,7 @@ class TensorCache:
         tensor = self.entries.get(key)
         if tensor is None:
             # Built outside inference mode: a cached inference tensor could not be saved for backward later.
-            with torch.inference_mode(False), torch.no_grad():
+            with torch.inference_mode(False), torch.no_grad(), torch.device(device):
                 tensor = self.__wrapped__(*sizes).to(device=device, dtype=dtype).contiguous()
             self.entries[key] = tensor
             while len(self.entries) > CACHE_ENTRIES:
@@ -48,7 +51,7 @@ class TensorCache:
 
 
 def tensor_cache(build) -> TensorCache:
-    """Decorate `build(*sizes) -> CPU tensor` to return it cast, moved and cached per (sizes, dtype, device)."""
+    """Decorate `build(*sizes) -> tensor` to build it on the device, cast, and cache it per (sizes, dtype, device)."""
     cache = TensorCache(build)
     _CACHES.append(cache)
     return cache

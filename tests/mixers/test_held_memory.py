@@ -108,3 +108,26 @@ def test_caches_keep_the_most_recent_sizes_only(monkeypatch):
     shapes = sorted(tuple(t.shape) for t in mixers.cached_tensors())
     assert shapes == [(3, 6), (5, 10), (6, 12)]  # W_4 (4 × 8) was dropped from its cache of two
     mixers.clear_caches()
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu", CUDA])
+def test_tables_are_built_on_the_device_that_uses_them_in_float64_then_cast(device):
+    from mixers import _cache
+
+    seen = []
+
+    @_cache.tensor_cache
+    def table(size):
+        made = torch.arange(size, dtype=torch.float64) / 3  # a factory call, as every table's build makes
+        seen.append((made.device.type, made.dtype))
+        return made
+
+    try:
+        out = table(5, dtype=torch.float32, device=torch.device(device))
+        assert seen == [(device, torch.float64)]  # made there, in float64: no host build, no copy
+        assert out.device.type == device and out.dtype == torch.float32
+        if device != "meta":
+            assert torch.equal(out.cpu(), (torch.arange(5, dtype=torch.float64) / 3).float())
+        assert table(5, dtype=torch.float32, device=torch.device(device)) is out and len(seen) == 1
+    finally:
+        _cache._CACHES.remove(table)
