@@ -112,9 +112,14 @@ class BatchStream:
         return len(self.seeds)
 
     def __getitem__(self, index: int):
+        return self.on("cpu", index)
+
+    def on(self, device, index: int):
+        """Batch `index` on `device` (moved while narrow, then widened there: less to copy to a GPU)."""
         if self.batches is None:
-            return self.task.batch(self.size, self.seeds[index])
-        return tuple(item if item is None or dtype is None else item.to(dtype) for item, dtype in self.batches[index])
+            return _on(device, self.task.batch(self.size, self.seeds[index]))
+        return tuple(None if item is None else item.to(device) if dtype is None else item.to(device).to(dtype)
+                     for item, dtype in self.batches[index])
 
 
 _STREAMS: OrderedDict[tuple, BatchStream] = OrderedDict()
@@ -164,8 +169,10 @@ def evaluate(model, task, split: str, batches: int, device: str, stream=None) ->
     losses = []
     with torch.inference_mode():
         for index in range(batches):
-            batch = stream[index] if stream is not None else task.batch(EVAL_BATCH, tasks.split_seed(split, index))
-            inputs, targets, mask = _on(device, batch)
+            if stream is not None:
+                inputs, targets, mask = stream.on(device, index)
+            else:
+                inputs, targets, mask = _on(device, task.batch(EVAL_BATCH, tasks.split_seed(split, index)))
             loss, right, total = loss_and_correct(model(inputs), targets, mask)
             correct, counted = correct + right, counted + total
             losses.append(loss.item())
@@ -189,7 +196,7 @@ def train(run: TrainingRun) -> dict:
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, run.steps, run.lr)
         fetched = time.perf_counter()
-        inputs, targets, mask = _on(run.device, stream[step])
+        inputs, targets, mask = stream.on(run.device, step)
         tick = time.perf_counter()
         data_s += tick - fetched
         with autocast:
