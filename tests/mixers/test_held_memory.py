@@ -131,3 +131,20 @@ def test_tables_are_built_on_the_device_that_uses_them_in_float64_then_cast(devi
         assert table(5, dtype=torch.float32, device=torch.device(device)) is out and len(seen) == 1
     finally:
         _cache._CACHES.remove(table)
+
+
+TABLE_MIXERS = [("dft-matrix", {}), ("dft-monarch", {}), ("dct", {"method": "matmul"}), ("dct", {"method": "fft"}),
+                ("hadamard", {}), ("hyena", {}), ("fft", {}), ("hartley", {})]
+
+
+@pytest.mark.parametrize("name, options", TABLE_MIXERS, ids=[f"{n}{o or ''}" for n, o in TABLE_MIXERS])
+def test_every_table_builds_on_a_device_that_is_not_the_host(name, options):
+    # the meta device stands in for a GPU here: a table whose build made a host tensor, or mixed one into a
+    # device tensor, would fail or land on the host
+    mixers.clear_caches()
+    with torch.device("meta"):
+        module = mixers.build(name, 64, 64, dtype=torch.float32, device="meta", **options)
+        x = torch.randn(2, 64, 64, requires_grad=True)
+        module(x).sum().backward()
+    assert mixers.cached_tensors() and {t.device.type for t in mixers.cached_tensors()} == {"meta"}
+    mixers.clear_caches()
