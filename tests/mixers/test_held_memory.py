@@ -139,8 +139,8 @@ TABLE_MIXERS = [("dft-matrix", {}), ("dft-monarch", {}), ("dct", {"method": "mat
 
 @pytest.mark.parametrize("name, options", TABLE_MIXERS, ids=[f"{n}{o or ''}" for n, o in TABLE_MIXERS])
 def test_every_table_builds_on_a_device_that_is_not_the_host(name, options):
-    # the meta device stands in for a GPU here: a table whose build made a host tensor, or mixed one into a
-    # device tensor, would fail or land on the host
+    # the meta device stands in for a GPU: tables are built under torch.device(device) (the toy table above checks
+    # that), so a build that mixed a host tensor into the device's would fail here as it would on a GPU
     mixers.clear_caches()
     with torch.device("meta"):
         module = mixers.build(name, 64, 64, dtype=torch.float32, device="meta", **options)
