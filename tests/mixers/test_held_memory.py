@@ -148,3 +148,22 @@ def test_every_table_builds_on_a_device_that_is_not_the_host(name, options):
         module(x).sum().backward()
     assert mixers.cached_tensors() and {t.device.type for t in mixers.cached_tensors()} == {"meta"}
     mixers.clear_caches()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_table_whose_build_runs_out_of_gpu_memory_is_built_on_the_host():
+    from mixers import _cache
+
+    @_cache.tensor_cache
+    def table(size):
+        made = torch.arange(size, dtype=torch.float64) / 3
+        if made.device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("no room for the temporaries")
+        return made
+
+    try:
+        out = table(5, dtype=torch.float32, device=torch.device("cuda"))
+        assert out.device.type == "cuda" and torch.equal(out.cpu(), (torch.arange(5, dtype=torch.float64) / 3).float())
+    finally:
+        _cache._CACHES.remove(table)
