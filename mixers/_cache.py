@@ -16,13 +16,17 @@ import torch
 # Transform matrices for the largest sizes are big (dft-matrix at seq_len 16384 in float32: 2 GiB),
 # so each cache is bounded: a sweep keeps only the sizes it has used most recently.
 CACHE_ENTRIES = 16
+RELEASE_AFTER_BYTES = 64 * 2**20  # a CUDA table at least this large returns its build's temporaries to the device
 _CACHES: list[TensorCache] = []
 
 
 class TensorCache:
-    """`build(*sizes) -> CPU tensor` (float64, complex128 or int64), cast, moved and kept per (sizes, dtype, device).
+    """`build(*sizes) -> tensor` (float64, complex128 or int64), cast and kept per (sizes, dtype, device).
 
-    Least recently used entries beyond CACHE_ENTRIES are dropped.
+    `build` runs under `torch.device(device)`, so its factory calls (arange, full, linspace, ...) make the
+    table on the device that uses it: in float64 there, for float64 accuracy, then cast to `dtype` in place
+    of a host-side build and a host-to-device copy (on the host after all where the GPU has no room for the
+    build's temporaries). Least recently used entries beyond CACHE_ENTRIES are dropped.
     """
 
     def __init__(self, build):
@@ -35,7 +39,7 @@ class TensorCache:
         if tensor is None:
             # Built outside inference mode: a cached inference tensor could not be saved for backward later.
             with torch.inference_mode(False), torch.no_grad():
-                tensor = self.__wrapped__(*sizes).to(device=device, dtype=dtype).contiguous()
+                tensor = self._build(sizes, dtype, torch.device(device))
             self.entries[key] = tensor
             while len(self.entries) > CACHE_ENTRIES:
                 self.entries.popitem(last=False)
@@ -43,12 +47,29 @@ class TensorCache:
             self.entries.move_to_end(key)
         return tensor
 
+    def _build(self, sizes: tuple, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        if device.type != "cuda":
+            with device:
+                return self.__wrapped__(*sizes).to(device=device, dtype=dtype).contiguous()
+        tensor = None
+        try:
+            with device:
+                tensor = self.__wrapped__(*sizes).to(dtype=dtype).contiguous()
+        except torch.cuda.OutOfMemoryError:
+            pass  # the float64 temporaries (a few times the table) did not fit; built on the host below
+        if tensor is None:  # (out of the handler: its traceback no longer holds the temporaries)
+            torch.cuda.empty_cache()
+            return self.__wrapped__(*sizes).to(dtype=dtype).to(device).contiguous()
+        if tensor.nbytes >= RELEASE_AFTER_BYTES:
+            torch.cuda.empty_cache()  # hand the build's float64 temporaries back rather than keep them reserved
+        return tensor
+
     def clear(self) -> None:
         self.entries.clear()
 
 
 def tensor_cache(build) -> TensorCache:
-    """Decorate `build(*sizes) -> CPU tensor` to return it cast, moved and cached per (sizes, dtype, device)."""
+    """Decorate `build(*sizes) -> tensor` to build it on the device, cast, and cache it per (sizes, dtype, device)."""
     cache = TensorCache(build)
     _CACHES.append(cache)
     return cache

@@ -50,10 +50,17 @@ class Memory:
 
 @dataclass(frozen=True)
 class TimingPolicy:
-    """How long to warm up and how many repetitions to take."""
+    """How long to warm up and how many repetitions to take.
 
-    warmup_calls: int = 3
-    warmup_s: float = 0.05  # also at least this long: clocks ramp and plans get built
+    The warm-up is sized to the point: at least `warmup_calls` calls (the first call of a point builds plans,
+    handles and cached tables and is never timed), then calls until `warmup_s` has passed (clocks ramp) or
+    `warmup_max_calls` were made, whichever comes first. A call slower than `warmup_s` is warmed up once, not
+    three times.
+    """
+
+    warmup_calls: int = 1
+    warmup_s: float = 0.025  # 25 ms of calls, as triton's do_bench
+    warmup_max_calls: int = 1000
     min_reps: int = 10
     max_reps: int = 10_000
     budget_s: float = 1.0  # stop adding repetitions after this much measured time...
@@ -96,9 +103,11 @@ class _L2Flusher:
 
 
 def warm_up(fn: Callable[[], object], device: torch.device, policy: TimingPolicy = TimingPolicy()) -> None:
-    """Call `fn` until both the warm-up count and the warm-up time are reached (plans, handles, clocks)."""
+    """Call `fn` `policy.warmup_calls` times, then on until `policy.warmup_s` has passed or
+    `policy.warmup_max_calls` calls were made, whichever comes first (plans, handles, clocks)."""
     calls, start = 0, time.perf_counter()
-    while calls < policy.warmup_calls or time.perf_counter() - start < policy.warmup_s:
+    while calls < policy.warmup_calls or (time.perf_counter() - start < policy.warmup_s
+                                          and calls < policy.warmup_max_calls):
         fn()
         calls += 1
         synchronize(device)
@@ -218,17 +227,18 @@ CUDA_MEMORY_METHOD = "torch.cuda max_memory_allocated during the call minus allo
 
 
 def resident_mb(*holders) -> float:
-    """MiB held across calls by tensors, modules and optimizers (parameters, gradients, buffers, state).
+    """MiB held across calls by tensors, modules and optimizers (parameters, gradients, buffers, state),
+    and by lists or tuples of them (pass `mixers.cached_tensors()` for the tables mixers cache).
 
-    Each storage counts once, however many tensors view it. This is the memory `peak_memory` leaves
-    out because it was allocated before the call.
+    Each storage counts once, however many tensors view it or holders name it. This is the memory
+    `peak_memory` leaves out because it was allocated before the call.
     """
-    storages: dict[int, int] = {}
+    storages: dict[tuple, int] = {}
 
     def add(item) -> None:
         if isinstance(item, torch.Tensor):
             storage = item.untyped_storage()
-            storages[storage.data_ptr()] = storage.nbytes()
+            storages[(item.device, storage.data_ptr())] = storage.nbytes()
             if item.grad is not None:
                 add(item.grad)
         elif isinstance(item, torch.nn.Module):

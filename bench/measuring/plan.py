@@ -284,15 +284,19 @@ def default_layouts() -> tuple[str, ...]:
 
 
 def expand_quality(axes: QualityAxes, device: str) -> list[TrainingRun]:
-    """Every training run of the axes: per task, layout, length, width, rate and seed."""
+    """Every training run of the axes: per task, length, seed, layout, width and rate.
+
+    Runs that train on the same data (task, length and seed; `train.training_batches`) come one after another, so
+    a worker generates that data once and its next runs take it from its cache.
+    """
     runs = []
     for task in axes.tasks:
         setting = axes.setting(task)
-        for layout in axes.mixers or default_layouts():
-            for seq_len in setting.seq_lens:
-                for dim in setting.dims:
-                    for lr in axes.lrs:
-                        for seed in axes.seeds:
+        for seq_len in setting.seq_lens:
+            for seed in axes.seeds:
+                for layout in axes.mixers or default_layouts():
+                    for dim in setting.dims:
+                        for lr in axes.lrs:
                             runs.append(TrainingRun(task, setting.options, layout, seq_len, dim, axes.layers,
                                                    axes.ffn_ratio * dim, axes.norm, axes.shift, setting.batch,
                                                    setting.steps, lr, seed, axes.dtype, device))

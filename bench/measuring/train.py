@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,10 @@ BETAS = (0.9, 0.98)
 CLIP_NORM = 1.0
 TRAIN_ACCURACY_STEPS = 20  # train_accuracy: the mean over the last this many steps
 TIMED_AFTER = 5  # step_ms: the median step time after this many warm-up steps
+# A worker keeps the batch streams it generated, up to this many bytes (stored in the narrowest integer dtype), so
+# the layouts trained on one task, length, batch, step budget and seed draw their data once (a ListOps batch of
+# 64 x 1000 tokens takes ~60 ms to generate on one core; its 1500-step stream is ~100 MB as int8).
+BATCH_CACHE_BYTES = 512 * 2**20
 
 
 def describe() -> str:
@@ -79,14 +84,95 @@ def _on(device, batch):
     return inputs.to(device), targets.to(device), None if mask is None else mask.to(device)
 
 
-def evaluate(model, task, split: str, batches: int, device: str) -> tuple[float, float]:
-    """(accuracy, mean loss) over `batches` fixed batches of a split."""
+def _narrow(tensor: torch.Tensor | None):
+    """(tensor in the narrowest integer dtype holding its values, the dtype to restore) for an int64 tensor."""
+    if tensor is None or tensor.dtype != torch.int64 or tensor.numel() == 0:
+        return tensor, None
+    low, high = int(tensor.min()), int(tensor.max())
+    for dtype in (torch.int8, torch.int16, torch.int32):
+        if torch.iinfo(dtype).min <= low and high <= torch.iinfo(dtype).max:
+            return tensor.to(dtype), torch.int64
+    return tensor, None
+
+
+def _nbytes(batch) -> int:
+    return sum(item.numel() * item.element_size() for item, _ in batch if item is not None)
+
+
+class BatchStream:
+    """Batch i of a run's data, `task.batch(size, seeds[i])`: generated once and kept narrowed, or (`keep=False`)
+    generated on each request."""
+
+    def __init__(self, task, size: int, seeds: list[int], keep: bool = True):
+        self.task, self.size, self.seeds = task, size, seeds
+        self.batches = [tuple(map(_narrow, task.batch(size, seed))) for seed in seeds] if keep else None
+        self.nbytes = sum(map(_nbytes, self.batches)) if keep else 0
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def __getitem__(self, index: int):
+        return self.on("cpu", index)
+
+    def on(self, device, index: int):
+        """Batch `index` on `device` (moved while narrow, then widened there: less to copy to a GPU)."""
+        if self.batches is None:
+            return _on(device, self.task.batch(self.size, self.seeds[index]))
+        return tuple(None if item is None else item.to(device) if dtype is None else item.to(device).to(dtype)
+                     for item, dtype in self.batches[index])
+
+
+_STREAMS: OrderedDict[tuple, BatchStream] = OrderedDict()
+
+
+def batch_stream(task, key: tuple, size: int, seeds: list[int], cap_bytes: int | None = None) -> BatchStream:
+    """The stream of batches `task.batch(size, seed)` for `seeds`, from this worker's cache when `key` is in it.
+
+    `key` names the stream (task, options, length, size and seeds); streams are kept least-recently-used first out
+    while their bytes exceed `cap_bytes` (BATCH_CACHE_BYTES); one that alone would exceed it is not kept but
+    generated batch by batch.
+    """
+    cap = BATCH_CACHE_BYTES if cap_bytes is None else cap_bytes
+    stream = _STREAMS.get(key)
+    if stream is not None:
+        _STREAMS.move_to_end(key)
+        return stream
+    first = tuple(map(_narrow, task.batch(size, seeds[0]))) if seeds else ()
+    if _nbytes(first) * len(seeds) > cap:
+        return BatchStream(task, size, seeds, keep=False)
+    stream = _STREAMS[key] = BatchStream(task, size, seeds)
+    while sum(kept.nbytes for kept in _STREAMS.values()) > cap:
+        _STREAMS.popitem(last=False)
+    return stream
+
+
+def clear_batch_streams() -> None:
+    _STREAMS.clear()
+
+
+def training_batches(run: TrainingRun, task) -> BatchStream:
+    """Batch `step` of `run`'s training data: `task.batch(run.batch, split_seed("train", step, run.seed))`."""
+    key = ("train", type(task), run.task, run.task_options, run.seq_len, run.batch, run.steps, run.seed)
+    return batch_stream(task, key, run.batch, [tasks.split_seed("train", step, run.seed) for step in range(run.steps)])
+
+
+def evaluation_batches(run: TrainingRun, task, split: str, batches: int) -> BatchStream:
+    """The fixed batches a split is scored on (the same for every run of the task, length and options)."""
+    key = (split, type(task), run.task, run.task_options, run.seq_len, EVAL_BATCH, batches)
+    return batch_stream(task, key, EVAL_BATCH, [tasks.split_seed(split, index) for index in range(batches)])
+
+
+def evaluate(model, task, split: str, batches: int, device: str, stream=None) -> tuple[float, float]:
+    """(accuracy, mean loss) over `batches` fixed batches of a split (from `stream` where given)."""
     model.eval()
     correct = counted = 0
     losses = []
     with torch.inference_mode():
         for index in range(batches):
-            inputs, targets, mask = _on(device, task.batch(EVAL_BATCH, tasks.split_seed(split, index)))
+            if stream is not None:
+                inputs, targets, mask = stream.on(device, index)
+            else:
+                inputs, targets, mask = _on(device, task.batch(EVAL_BATCH, tasks.split_seed(split, index)))
             loss, right, total = loss_and_correct(model(inputs), targets, mask)
             correct, counted = correct + right, counted + total
             losses.append(loss.item())
@@ -103,13 +189,16 @@ def train(run: TrainingRun) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=BETAS, weight_decay=WEIGHT_DECAY)
     autocast = torch.autocast(run.device, dtype=torch.bfloat16, enabled=run.dtype == "bfloat16")
     step_ms, recent, recent_loss = [], [], []
-    started = time.perf_counter()
+    stream = training_batches(run, task)  # generated before training, or taken from an earlier run's
+    started, data_s = time.perf_counter(), 0.0
     model.train()
     for step in range(run.steps):
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, run.steps, run.lr)
-        inputs, targets, mask = _on(run.device, task.batch(run.batch, tasks.split_seed("train", step, run.seed)))
+        fetched = time.perf_counter()
+        inputs, targets, mask = stream.on(run.device, step)
         tick = time.perf_counter()
+        data_s += tick - fetched
         with autocast:
             loss, correct, counted = loss_and_correct(model(inputs), targets, mask)
         loss.backward()
@@ -123,10 +212,12 @@ def train(run: TrainingRun) -> dict:
         recent_loss = (recent_loss + [loss.item()])[-TRAIN_ACCURACY_STEPS:]
         if not math.isfinite(recent_loss[-1]):
             raise FloatingPointError(f"the training loss became {recent_loss[-1]} at step {step}")
-    train_s = time.perf_counter() - started
+    train_s = time.perf_counter() - started - data_s  # the steps alone, whether or not the data was cached
     with autocast:
-        val_accuracy, _ = evaluate(model, task, "val", VAL_BATCHES, run.device)
-        accuracy, _ = evaluate(model, task, "test", TEST_BATCHES, run.device)
+        val_accuracy, _ = evaluate(model, task, "val", VAL_BATCHES, run.device,
+                                   stream=evaluation_batches(run, task, "val", VAL_BATCHES))
+        accuracy, _ = evaluate(model, task, "test", TEST_BATCHES, run.device,
+                               stream=evaluation_batches(run, task, "test", TEST_BATCHES))
     median_ms = statistics.median(step_ms)
     return {"accuracy": accuracy, "val_accuracy": val_accuracy, "train_accuracy": sum(recent) / len(recent),
             "loss": sum(recent_loss) / len(recent_loss), "baseline": task.baseline,

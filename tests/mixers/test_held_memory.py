@@ -108,3 +108,62 @@ def test_caches_keep_the_most_recent_sizes_only(monkeypatch):
     shapes = sorted(tuple(t.shape) for t in mixers.cached_tensors())
     assert shapes == [(3, 6), (5, 10), (6, 12)]  # W_4 (4 × 8) was dropped from its cache of two
     mixers.clear_caches()
+
+
+@pytest.mark.parametrize("device", ["meta", "cpu", CUDA])
+def test_tables_are_built_on_the_device_that_uses_them_in_float64_then_cast(device):
+    from mixers import _cache
+
+    seen = []
+
+    @_cache.tensor_cache
+    def table(size):
+        made = torch.arange(size, dtype=torch.float64) / 3  # a factory call, as every table's build makes
+        seen.append((made.device.type, made.dtype))
+        return made
+
+    try:
+        out = table(5, dtype=torch.float32, device=torch.device(device))
+        assert seen == [(device, torch.float64)]  # made there, in float64: no host build, no copy
+        assert out.device.type == device and out.dtype == torch.float32
+        if device != "meta":
+            assert torch.equal(out.cpu(), (torch.arange(5, dtype=torch.float64) / 3).float())
+        assert table(5, dtype=torch.float32, device=torch.device(device)) is out and len(seen) == 1
+    finally:
+        _cache._CACHES.remove(table)
+
+
+TABLE_MIXERS = [("dft-matrix", {}), ("dft-monarch", {}), ("dct", {"method": "matmul"}), ("dct", {"method": "fft"}),
+                ("hadamard", {}), ("hyena", {}), ("fft", {}), ("hartley", {})]
+
+
+@pytest.mark.parametrize("name, options", TABLE_MIXERS, ids=[f"{n}{o or ''}" for n, o in TABLE_MIXERS])
+def test_every_table_builds_on_a_device_that_is_not_the_host(name, options):
+    # the meta device stands in for a GPU: tables are built under torch.device(device) (the toy table above checks
+    # that), so a build that mixed a host tensor into the device's would fail here as it would on a GPU
+    mixers.clear_caches()
+    with torch.device("meta"):
+        module = mixers.build(name, 64, 64, dtype=torch.float32, device="meta", **options)
+        x = torch.randn(2, 64, 64, requires_grad=True)
+        module(x).sum().backward()
+    assert mixers.cached_tensors() and {t.device.type for t in mixers.cached_tensors()} == {"meta"}
+    mixers.clear_caches()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_table_whose_build_runs_out_of_gpu_memory_is_built_on_the_host():
+    from mixers import _cache
+
+    @_cache.tensor_cache
+    def table(size):
+        made = torch.arange(size, dtype=torch.float64) / 3
+        if made.device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("no room for the temporaries")
+        return made
+
+    try:
+        out = table(5, dtype=torch.float32, device=torch.device("cuda"))
+        assert out.device.type == "cuda" and torch.equal(out.cpu(), (torch.arange(5, dtype=torch.float64) / 3).float())
+    finally:
+        _cache._CACHES.remove(table)

@@ -46,6 +46,24 @@ def test_time_call_stops_at_the_budget_for_slow_calls():
     assert 3 <= timing.reps <= 10
 
 
+def warm_up_calls(call_s: float, policy: measure.TimingPolicy) -> tuple[int, float]:
+    calls = []
+    start = time.perf_counter()
+    measure.warm_up(lambda: calls.append(time.sleep(call_s)), torch.device("cpu"), policy)
+    return len(calls), time.perf_counter() - start
+
+
+def test_warm_up_is_sized_to_the_call():
+    policy = measure.TimingPolicy(warmup_calls=1, warmup_s=0.05, warmup_max_calls=1000)
+    assert warm_up_calls(0.2, policy)[0] == 1  # a slow call: once, not three times
+    calls, seconds = warm_up_calls(0.0, policy)
+    assert calls == 1000 or seconds >= 0.05  # a fast one: for warmup_s, at most warmup_max_calls
+    calls, seconds = warm_up_calls(0.02, policy)
+    assert calls <= 3 and seconds >= 0.05  # 20 ms calls: until 50 ms have passed
+    assert warm_up_calls(0.0, measure.TimingPolicy(warmup_calls=1, warmup_s=10.0, warmup_max_calls=7))[0] == 7
+    assert warm_up_calls(0.05, measure.TimingPolicy(warmup_calls=2, warmup_s=0.0))[0] == 2  # the least it makes
+
+
 def test_peak_memory_counts_exactly_what_the_call_allocates():
     numel = 1 << 20
 

@@ -16,6 +16,14 @@ SUPPORTED = [name for name in mixers.available()
                  {"head_dim": 32} if "head_dim" in mixers.get(name).__init__.__code__.co_varnames else {}))]
 
 
+@pytest.fixture(autouse=True)
+def no_cached_batches():
+    """Each test draws its own data: a stream cached by another test's task could stand in for this one's."""
+    train.clear_batch_streams()
+    yield
+    train.clear_batch_streams()
+
+
 def run_of(layout="fft", task="majority", steps=15, seed=0, lr=3e-3, dim=32, options="num_symbols=4"):
     return TrainingRun(task, options, layout, 16, dim, 2, 2 * dim, "pre", True, 16, steps, lr, seed, "float32", "cpu")
 
@@ -99,7 +107,7 @@ def test_the_test_score_is_drawn_from_the_test_split_and_the_validation_score_fr
     calls = []
     scores = {"val": (0.75, 0.5), "test": (0.25, 1.5)}  # distinct, so a swapped split shows in the row
 
-    def evaluate(model, task, split, batches, device):
+    def evaluate(model, task, split, batches, device, stream=None):
         calls.append((split, batches))
         return scores[split]
 
@@ -254,3 +262,81 @@ def test_a_quality_row_gives_back_its_run():
     row = {key: str(value) for key, value in run.as_dict().items()}
     assert TrainingRun.from_row(row) == run
     assert TrainingRun.from_row({**row, "shift": "False"}).shift is False
+
+
+STREAM_RUNS = [TrainingRun("mqar", "vocab_size=64,num_kv_pairs=4", "fft", 32, 32, 2, 64, "pre", True, 8, 12, 1e-3, 1,
+                           "float32", "cpu"),
+               TrainingRun("listops", "", "fft", 128, 32, 2, 64, "pre", True, 8, 12, 1e-3, 2, "float32", "cpu")]
+
+
+@pytest.mark.parametrize("run", STREAM_RUNS, ids=[run.task for run in STREAM_RUNS])
+def test_the_cached_stream_is_the_stream_generated_step_by_step(run):
+    from bench import tasks
+
+    task = train.build_task(run)
+    stream = train.training_batches(run, task)
+    assert len(stream) == run.steps and stream.nbytes > 0
+    for step in range(run.steps):
+        expected = task.batch(run.batch, tasks.split_seed("train", step, run.seed))
+        for got, want in zip(stream[step], expected, strict=True):
+            assert (got is None) == (want is None)
+            if want is not None:
+                assert got.dtype == want.dtype and torch.equal(got, want)
+    # kept narrowed: int8 tokens (listops' 16 tokens, mqar's 64) instead of int64
+    assert stream.nbytes < sum(item.numel() * 8 for item in expected if item is not None) * run.steps / 4
+
+
+def test_layouts_rates_and_widths_on_one_task_and_seed_share_one_stream_and_other_seeds_do_not(monkeypatch):
+    run = STREAM_RUNS[0]
+    first = train.training_batches(run, train.build_task(run))
+    task = train.build_task(run)
+    monkeypatch.setattr(task, "batch", lambda size, seed: pytest.fail("generated again"))
+    for other in (dataclasses.replace(run, layout="attention"), dataclasses.replace(run, lr=1e-2),
+                  dataclasses.replace(run, dim=64, ffn=128)):
+        assert train.training_batches(other, task) is first
+    for other in (dataclasses.replace(run, seed=2), dataclasses.replace(run, steps=13),
+                  dataclasses.replace(run, batch=4), dataclasses.replace(run, task_options="vocab_size=64")):
+        real_task = train.build_task(other)
+        assert train.training_batches(other, real_task) is not first
+
+
+def test_training_takes_its_batches_from_the_stream_and_the_row_stays_the_same(monkeypatch):
+    run = run_of(steps=8)
+    cold = train.train(run)
+    warm = train.train(run)  # the stream is cached now
+    assert {k: v for k, v in cold.items() if k not in ("train_s", "step_ms", "tokens_per_s")} == \
+        {k: v for k, v in warm.items() if k not in ("train_s", "step_ms", "tokens_per_s")}
+    generated = []
+    real_batch = train.tasks.Task.batch
+    monkeypatch.setattr(train.tasks.Task, "batch", lambda self, size, seed: generated.append(seed) or
+                        real_batch(self, size, seed))
+    train.train(dataclasses.replace(run, layout="attention"))
+    assert generated == []  # training, validation and test batches all from this worker's cache
+
+
+def test_the_cache_keeps_streams_within_its_byte_cap_least_recently_used_first():
+    run = STREAM_RUNS[1]  # listops: 8 x 128 int8 tokens per batch, 12 steps
+    task = train.build_task(run)
+    one = train.training_batches(run, task).nbytes
+    seeds = [tasks_seed for tasks_seed in range(5)]
+    streams = [train.batch_stream(task, ("t", seed), run.batch, [seed], cap_bytes=3 * one // run.steps)
+               for seed in seeds]
+    assert [key for key in train._STREAMS if key[0] == "t"] == [("t", 2), ("t", 3), ("t", 4)]
+    assert all(stream.batches is not None for stream in streams)
+    too_big = train.batch_stream(task, ("big",), run.batch, list(range(4)), cap_bytes=3 * one // run.steps)
+    assert too_big.batches is None and ("big",) not in train._STREAMS  # generated on request, not kept
+    assert torch.equal(too_big[3][0], task.batch(run.batch, 3)[0])
+
+
+def test_quality_runs_on_the_same_data_come_one_after_another():
+    from bench.measuring import plan
+
+    axes = plan.QualityAxes(tasks=("mqar", "listops"), settings=(
+        ("mqar", plan.TaskSetting((64, 128), dims=(32, 64))), ("listops", plan.TaskSetting((128,)))),
+        mixers=("fft", "attention", "linear"), lrs=(1e-3, 3e-3), seeds=(0, 1))
+    runs = plan.expand_quality(axes, "cpu")
+    assert len(runs) == 2 * 3 * 2 * 2 * 2 + 3 * 2 * 2
+    data = [(run.task, run.task_options, run.seq_len, run.batch, run.steps, run.seed) for run in runs]
+    changes = sum(1 for before, after in zip(data, data[1:]) if before != after)
+    assert changes == len(set(data)) - 1  # each stream's runs in one stretch
+    assert len(set(runs)) == len(runs)
