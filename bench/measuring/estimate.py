@@ -34,7 +34,9 @@ from torch.utils._python_dispatch import TorchDispatchMode
 import mixers
 from bench import models
 from bench.measuring import measure, timing, train
-from bench.measuring.points import MODES, PlanError, Point, TrainingRun, mixer_point
+from bench.measuring.plan import PRESETS, QUALITY_PRESETS
+from bench.measuring.points import (DTYPE_ALIASES, DTYPE_NAMES, MODES, PlanError, Point, TrainingRun, mixer_point,
+                                    parse_names)
 from bench.measuring.timing import TORCH_DTYPES
 
 # Peak rates of the GPU targets, dense (no 2:4 sparsity), TFLOP/s per dtype and GB/s of memory bandwidth, from
@@ -72,8 +74,8 @@ class Target:
 
     def peaks_text(self) -> str:
         rates = self.peaks["peak_tflops"]
-        shown = ", ".join(f"{name} {rates[name]:g}" for name in ("bfloat16", "float32") if name in rates)
-        return f"{shown} TFLOP/s, {self.peaks['peak_bandwidth_gbps']:g} GB/s"
+        shown = ", ".join(f"{name} {rates[name]:.3g}" for name in ("bfloat16", "float32") if name in rates)
+        return f"{shown} TFLOP/s, {self.peaks['peak_bandwidth_gbps']:.3g} GB/s"
 
 
 def cpu_peaks(dtypes=("float32",)) -> dict:
@@ -222,8 +224,8 @@ class Estimate:
 
     def reason_lines(self, unit: str) -> list[str]:
         total = sum(self.reasons.values())
-        lines = [f"unsupported: {total} {unit}{'s' if total != 1 else ''}" + (" (one line per reason):" if total else "")]
-        return lines + [f"  {count:4d}  {reason}" for reason, count in self.reasons.most_common()]
+        head = f"unsupported: {total} {unit}{'s' if total != 1 else ''}" + (" (one line per reason):" if total else "")
+        return [head] + [f"  {count:4d}  {reason}" for reason, count in self.reasons.most_common()]
 
     def total_line(self, what: str) -> str:
         shown = " + ".join(f"{name} {_minutes(seconds)}" for name, seconds in self.parts.items())
@@ -409,3 +411,16 @@ def quality_lines(found: Estimate, runs: list[TrainingRun], axes, preset: str | 
     if found.over_timeout:
         lines += [f"  {found.over_timeout} runs would pass their {axes.timeout_s:g} s timeout (counted at it)"]
     return lines + [found.total_line("quality")]
+
+
+def gpu_plan(preset: str | None, dtypes=None, quality: bool = False) -> bool:
+    """Whether a plan is for a GPU: it names a dtype only a GPU runs (bfloat16, float16), given or its preset's."""
+    if quality:
+        found = QUALITY_PRESETS.get(preset or "")
+        names = (found[1].dtype,) if found else ()
+    elif dtypes is not None:
+        names = parse_names(dtypes, "dtypes", DTYPE_NAMES, DTYPE_ALIASES)
+    else:
+        found = PRESETS.get(preset or "")
+        names = found[1].dtypes if found else ()
+    return any(TORCH_DTYPES[name] not in mixers.CPU_DTYPES for name in names)
