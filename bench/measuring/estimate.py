@@ -75,7 +75,7 @@ class Target:
     def peaks_text(self) -> str:
         rates = self.peaks["peak_tflops"]
         shown = ", ".join(f"{name} {rates[name]:.3g}" for name in ("bfloat16", "float32") if name in rates)
-        return f"{shown} TFLOP/s, {self.peaks['peak_bandwidth_gbps']:.3g} GB/s"
+        return f"{shown} TFLOP/s, {self.peaks['peak_bandwidth_gbps']:.4g} GB/s"
 
 
 def cpu_peaks(dtypes=("float32",)) -> dict:
@@ -266,7 +266,7 @@ def sweep_lines(found: Estimate, points: list[Point], axes, preset: str | None) 
     lines += _table(found.counts, mixer_rows, scopes, "mixer")
     lines += found.reason_lines("point")
     target = found.target
-    lines += [f"estimate for {target.name}, an ESTIMATE, not a measurement (peaks {target.peaks_text()} from "
+    lines += [f"ESTIMATE for {target.name}, not a measurement (peaks {target.peaks_text()} from "
               f"{target.source}, at {EFFICIENCY:g} of peak):",
               f"  calls    {_minutes(found.parts['calls']):>6} min  each point's analytic floor x the calls of the "
               f"timing policy (warm-up, reps until {axes.budget_s:g} s and at least {axes.min_reps}, memory pass), "
@@ -396,7 +396,7 @@ def quality_lines(found: Estimate, runs: list[TrainingRun], axes, preset: str | 
     lines += found.reason_lines("run")
     target = found.target
     steps = sorted({run.steps for run in runs})
-    lines += [f"estimate for {target.name}, an ESTIMATE, not a measurement (peaks {target.peaks_text()} from "
+    lines += [f"ESTIMATE for {target.name}, not a measurement (peaks {target.peaks_text()} from "
               f"{target.source}, at {EFFICIENCY:g} of peak):",
               f"  steps       {_minutes(found.parts['steps']):>6} min  {'/'.join(map(str, steps))} steps per run x "
               f"(the larger of the step's floor and its operators x {OP_S * 1e6:g} us, counted now on a narrow model "
