@@ -119,6 +119,7 @@ SWEEP, QUALITY = forkserver.PRELOAD, forkserver.TRAINING_PRELOAD
     (["quality", "--device", "cpu", "--backend", "ray"], None),
     (["sweep", "--device", "cuda"], None), (["sweep", "--device=cuda"], None), (["list"], None),
     (["report", "results/x"], None), (["sweep", "--backend", "local", "--device", "cpu"], SWEEP),
+    (["sweep", "--device", "cpu", "--dry-run"], None), (["quality", "--device", "cpu", "--dry-run"], None),
 ])
 def test_the_command_tells_from_its_arguments_what_its_cpu_workers_are_forked_with(argv, preload):
     assert cli._forkserver_preload(cli.build_parser().parse_args(argv)) == preload
@@ -212,10 +213,11 @@ def test_a_dry_run_lists_a_refused_point_with_its_reason(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_a_quality_dry_run_estimates_the_training_runs(tmp_path, capsys):
-    assert cli.main(["quality", "--preset", "gpu", "--dry-run", "--target", "h200", "--mixers", "fft,attention",
-                     "--out", str(tmp_path / "run")]) == 0
+def test_a_quality_dry_run_estimates_the_training_runs_and_writes_no_default_folder(capsys):
+    results = Path(cli.__file__).parents[1] / "results"  # where a sweep or quality run writes by default
+    before = sorted(results.iterdir()) if results.is_dir() else []
+    assert cli.main(["quality", "--preset", "gpu", "--dry-run", "--target", "h200", "--mixers", "fft,attention"]) == 0
     printed = capsys.readouterr().out
     assert "4 runs (gpu preset) for h200" in printed and "report" in printed
     assert printed.strip().splitlines()[-1].startswith("estimate for h200: ")
-    assert not (tmp_path / "run").exists()
+    assert (sorted(results.iterdir()) if results.is_dir() else []) == before
