@@ -236,20 +236,23 @@ def estimate_sweep(points: list[Point], axes, target: Target, overhead_s: float,
     """The estimate of a sweep's points (planned for `target.device`) under its axes' policy and rounds."""
     policy = measure.TimingPolicy(min_reps=axes.min_reps, budget_s=axes.budget_s)
     found = Estimate(target, note, overhead_s=overhead_s)
-    kernels = 0.0
+    kernels = refused_count = 0
     for point in points:
         refused = timing.refusal(point)
         found.count((point.mixer, point.scope), refused is None)
         if refused:
             found.reasons[refused] += 1
+            refused_count += 1
             continue
         seconds = point_s(point, policy, target.peaks)
-        if seconds > axes.timeout_s:
+        if seconds > axes.timeout_s:  # killed at its timeout in its first round, which makes its row final
             found.over_timeout += 1
-            seconds = axes.timeout_s + WORKER_START_S  # killed at its timeout; a fresh worker takes over
-        kernels += seconds * axes.rounds
+            kernels += axes.timeout_s + WORKER_START_S  # and a fresh worker takes over
+        else:
+            kernels += seconds * axes.rounds
     dtypes = {point.dtype for point in points}
-    found.parts = {"calls": kernels, "harness": len(points) * axes.rounds * overhead_s,
+    runnable = len(points) - refused_count
+    found.parts = {"calls": kernels, "harness": runnable * axes.rounds * overhead_s + refused_count * ROW_S,
                    "setup": axes.rounds * WORKER_START_S + (1 + len(dtypes)) * CALIBRATION_S}
     return found
 
@@ -266,12 +269,13 @@ def sweep_lines(found: Estimate, points: list[Point], axes, preset: str | None) 
     lines += _table(found.counts, mixer_rows, scopes, "mixer")
     lines += found.reason_lines("point")
     target = found.target
+    runnable = sum(count for count, _ in found.counts.values())
     lines += [f"ESTIMATE for {target.name}, not a measurement (peaks {target.peaks_text()} from "
               f"{target.source}, at {EFFICIENCY:g} of peak):",
               f"  calls    {_minutes(found.parts['calls']):>6} min  each point's analytic floor x the calls of the "
               f"timing policy (warm-up, reps until {axes.budget_s:g} s and at least {axes.min_reps}, memory pass), "
               f"x {rounds}",
-              f"  harness  {_minutes(found.parts['harness']):>6} min  {len(points)} points x {rounds} x "
+              f"  harness  {_minutes(found.parts['harness']):>6} min  {runnable} runnable points x {rounds} x "
               f"{found.overhead_s:.2f} s (build, check, memory pass, clean-up, row: measured now on this machine)",
               f"  setup    {_minutes(found.parts['setup']):>6} min  worker start {WORKER_START_S:g} s per round, "
               f"device calibration"]

@@ -120,3 +120,18 @@ def test_targets():
         assert estimate.resolve_target(None, "auto", estimate.gpu_plan("cpu"))[0].name == "cpu"
     assert estimate.gpu_plan("gpu", quality=True) and not estimate.gpu_plan("quick", quality=True)
     assert estimate.gpu_plan(None, "bf16") and not estimate.gpu_plan(None, "fp32")
+
+
+def test_a_point_past_its_timeout_counts_at_it_once_and_a_refused_one_costs_no_build():
+    axes = dict(layouts="attention,hadamard", seq_lens="16384,12288", dims="1024", tokens="65536", dtypes="float32",
+                modes="train", rounds="2")
+    free = sweep_estimate(**axes)
+    assert free.over_timeout == 0 and free.reasons[next(iter(free.reasons))] == 1
+    capped = sweep_estimate(**axes, timeout_s=1.0)
+    assert capped.over_timeout == 2  # attention at both lengths: seconds per point; hadamard at 16384 well under one
+    policy = measure.TimingPolicy(min_reps=5, budget_s=0.5)
+    hadamard = estimate.point_s(mixer_point("hadamard", 16384, 1024, 4, "float32", "train", "cuda"), policy,
+                                H100.peaks)
+    assert hadamard < 1.0
+    assert capped.parts["calls"] == pytest.approx(2 * (1.0 + estimate.WORKER_START_S) + 2 * hadamard)
+    assert capped.parts["harness"] == pytest.approx(3 * 2 * OVERHEAD_S + estimate.ROW_S)
