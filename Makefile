@@ -16,7 +16,7 @@ FIND_WHL = $(if $(wildcard .whl/*.whl),--find-links .whl)
 ARGS ?=
 QUALITY_ARGS ?=
 
-.PHONY: install test bench bench-pytest bench-baseline bench-compare clean mutate
+.PHONY: install test bench bench-plan bench-pytest bench-baseline bench-compare clean mutate
 
 install: $(VENV)/.installed
 
@@ -82,6 +82,15 @@ QUALITY_PRESET = $(shell $(VPY) -c 'from bench.measuring.plan import resolve_dev
 bench: install
 	$(VPY) -m bench sweep --no-report $(ARGS)
 	$(VPY) -m bench quality --preset $(QUALITY_PRESET) $(QUALITY_ARGS)
+
+# What `make bench` would run on a GPU, estimated without one: the `gpu` sweep's and the `gpu` quality preset's
+# plans and estimated wall times on TARGET (h100, h200 or cpu), then their sum; nothing is measured or written.
+TARGET ?= h100
+bench-plan: install
+	@{ $(VPY) -m bench sweep --preset gpu --no-report --dry-run --target $(TARGET) && \
+	  $(VPY) -m bench quality --preset gpu --dry-run --target $(TARGET); } | awk '{ print } \
+	  /^estimate for [a-z0-9]+: / { sum += $$4; n++ } END { if (n != 2) exit 1; \
+	  printf "estimate for make bench on %s: %.1f min (the sweep and the quality run above)\n", "$(TARGET)", sum }'
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache mutants

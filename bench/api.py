@@ -158,28 +158,36 @@ def plan_sweep(preset: str | None = None, *, layouts=None, seq_lens=None, dims=N
                dtypes=None, modes=None, scopes=None, model=None, layers=None, ffn=None, vocab=None, norm=None,
                rounds=None, device: str = "auto", out: str | Path | None = None, timeout_s: float | None = None,
                budget_s: float | None = None, min_reps: int | None = None, workers=None, devices=None, threads=None,
-               backend: str = "local", ray_address: str | None = None, gpu_type: str | None = None) -> SweepPlan:
+               backend: str = "local", ray_address: str | None = None, gpu_type: str | None = None,
+               dry_run: bool = False) -> SweepPlan:
     """Validate every input and expand it into points; raises PlanError (one line) on bad input.
 
     With backend="ray" this connects to the Ray cluster (its GPUs decide device="auto"); the plan's
-    backend is to be closed when the run is done.
+    backend is to be closed when the run is done. `dry_run=True` plans for `device` as named, whether or not
+    this machine has it (a GPU preset sized on a CPU), and touches nothing: no backend, no worker slots, no
+    check of the run folder (`out` is None unless given); `bench.measuring.estimate` prices such a plan.
     """
     threads = parse_int(threads, "threads") if threads is not None else None
-    chosen = _backend(backend, ray_address, gpu_type, devices)
+    chosen = LocalBackend() if dry_run else _backend(backend, ray_address, gpu_type, devices)
     try:
         return _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model,
                            layers, ffn, vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers,
-                           devices, threads)
+                           devices, threads, dry_run)
     except BaseException:
         chosen.close()
         raise
 
 
+def _dry_device(device: str) -> str:
+    """The device a dry run plans for: as named (cuda need not be visible here); auto is this machine's."""
+    return device if device in ("cpu", "cuda") else plan.resolve_device(device)  # auto, or the one-line refusal
+
+
 def _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model, layers,
                 ffn, vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers, devices,
-                threads) -> SweepPlan:
+                threads, dry_run=False) -> SweepPlan:
     remote = chosen.name != "local"
-    device = chosen.device(device) if remote else plan.resolve_device(device)
+    device = chosen.device(device) if remote else _dry_device(device) if dry_run else plan.resolve_device(device)
     axes_given = (layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model)
     if preset is None and not any(v is not None for v in axes_given):
         preset = plan.default_preset(device)
@@ -229,6 +237,8 @@ def _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes
             count, seq_len = short[0]
             raise PlanError(f"--tokens {count} is fewer than one sequence of {seq_len} tokens (allowed: --tokens at "
                             f"least the longest of --seq-lens, {max(axes.seq_lens)})")
+    if dry_run:
+        return SweepPlan(preset, device, axes, points, Path(out) if out is not None else None, [], (), chosen)
     if remote:
         slots, warnings = _ray_slots(chosen, device, workers, threads)
         out_path = _check_out(Path(out) if out is not None
@@ -250,23 +260,23 @@ def plan_quality(preset: str | None = None, *, tasks=None, layouts=None, seq_len
                  steps=None, lrs=None, seeds=None, batch=None, norm=None, shift=None, device: str = "auto",
                  out: str | Path | None = None, timeout_s: float | None = None, workers=None,
                  devices=None, threads=None, backend: str = "local", ray_address: str | None = None,
-                 gpu_type: str | None = None) -> QualityPlan:
-    """Validate the input of a quality run and expand it into training runs; raises PlanError (one line)."""
+                 gpu_type: str | None = None, dry_run: bool = False) -> QualityPlan:
+    """Validate the input of a quality run and expand it into training runs; raises PlanError (one line).
+    `dry_run=True` plans for `device` as named and touches nothing, as `plan_sweep`'s."""
     threads = parse_int(threads, "threads") if threads is not None else None
-    chosen = _backend(backend, ray_address, gpu_type, devices)
+    chosen = LocalBackend() if dry_run else _backend(backend, ray_address, gpu_type, devices)
     try:
         return _plan_quality(chosen, preset, tasks, layouts, seq_lens, dims, layers, steps, lrs, seeds, batch, norm,
-                             shift, device, out, timeout_s, workers, devices, threads)
+                             shift, device, out, timeout_s, workers, devices, threads, dry_run)
     except BaseException:
         chosen.close()
         raise
 
 
 def _plan_quality(chosen, preset, tasks, layouts, seq_lens, dims, layers, steps, lrs, seeds, batch, norm, shift, device,
-                  out, timeout_s, workers, devices, threads) -> QualityPlan:
-
+                  out, timeout_s, workers, devices, threads, dry_run=False) -> QualityPlan:
     remote = chosen.name != "local"
-    device = chosen.device(device) if remote else plan.resolve_device(device)
+    device = chosen.device(device) if remote else _dry_device(device) if dry_run else plan.resolve_device(device)
     if preset is None:
         preset = plan.default_preset(device)
     if preset not in QUALITY_PRESETS:
@@ -301,6 +311,8 @@ def _plan_quality(chosen, preset, tasks, layouts, seq_lens, dims, layers, steps,
             if not support:
                 raise PlanError(f"task {task} cannot run at --seq-lens {seq_len}: {support.reason}")
     runs = plan.expand_quality(axes, device)
+    if dry_run:
+        return QualityPlan(preset, device, axes, runs, Path(out) if out is not None else None, [], (), chosen)
     # by default beside this device's default sweep, so `make bench` draws both frontiers in one report
     if remote:  # training runs do not time each other: fill the cluster (a GPU, or `threads` CPUs, each)
         slots, _ = _ray_slots(chosen, device, workers, threads, fill=True)

@@ -4,19 +4,19 @@ Exit statuses: 0 done; 2 bad input (one line on stderr naming what is wrong and 
 written); 1 a fault of the environment after measuring (a full disk, say: one line saying what could not
 be done and what is safe; every measured row is kept); 128 + N when signal N (SIGINT, SIGTERM) stopped
 the run (the last line says how to resume). A sweep whose points failed still exits 0: failures are rows.
+The commands that read run folders, and these one-line messages, live in `bench.cli_read`.
 """
 
 from __future__ import annotations
 
 import argparse
-import errno
 import importlib.util
 import os
 import sys
 from pathlib import Path
 
-EXIT_BAD_INPUT = 2
-EXIT_FAULT = 1
+from bench.cli_read import (EXIT_BAD_INPUT, bad_input, cmd_compare, cmd_index, cmd_plot, cmd_report, draw,
+                            fault, kept, os_fault)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -29,46 +29,6 @@ class _Parser(argparse.ArgumentParser):
         if callable(self.epilog):  # the presets' list imports the plan (and torch): only when help is asked for
             self.epilog = self.epilog()
         return super().format_help()
-
-
-def _bad_input(message: str) -> int:
-    print(f"mixbench: error: {message}", file=sys.stderr)
-    return EXIT_BAD_INPUT
-
-
-def _fault(message: str) -> int:
-    print(f"mixbench: {message}", file=sys.stderr)
-    return EXIT_FAULT
-
-
-def _os_fault(exc: OSError, doing: str, rows: str = "", again: str = "") -> int:
-    """One line for a fault of the machine: what could not be done, what is safe, and what to run after."""
-    what = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
-            errno.EACCES: "permission denied", errno.EROFS: "read-only file system"}.get(exc.errno)
-    what = what or (exc.strerror or str(exc)).lower()
-    where = f" ({exc.filename})" if exc.filename else ""
-    parts = [f"{what} {doing}{where}", rows, again]
-    return _fault("; ".join(part for part in parts if part))
-
-
-def _kept(run_dir: Path, table: str = "results.csv") -> str:
-    """'the 32 measured rows are in RUN/results.csv', or '' where there is no such table."""
-    path = run_dir / table
-    word = "measured" if table == "results.csv" else "trained"
-    rounds = ""
-    if table == "results.csv" and (run_dir / "rounds.jsonl").exists():  # a point's row waits for its last round
-        rounds = f" (and {_lines(run_dir / 'rounds.jsonl')} measured rounds in rounds.jsonl)"
-    if not path.exists():
-        return f"no {word} row had been written yet{rounds}"
-    return f"the {max(_lines(path) - 1, 0)} {word} rows are in {path}{rounds}"
-
-
-def _lines(path: Path) -> int:
-    try:
-        with open(path) as handle:
-            return sum(1 for _ in handle)
-    except OSError:
-        return 0
 
 
 # -- progress ---------------------------------------------------------------------------------------
@@ -136,8 +96,8 @@ def _interrupted(exc, run_dir: Path, command: str, table: str) -> int:
 
     name = str(exc) if isinstance(exc, Interrupted) else "SIGINT"
     status = exc.exit_status if isinstance(exc, Interrupted) else 130
-    kept = _kept(run_dir, table)
-    print(f"\nmixbench: interrupted by {name}; {kept or 'nothing was measured yet'}; run the same command again "
+    rows = kept(run_dir, table)
+    print(f"\nmixbench: interrupted by {name}; {rows or 'nothing was measured yet'}; run the same command again "
           f"to resume ({command})", file=sys.stderr)
     return status
 
@@ -162,7 +122,7 @@ def _refused(exc: Exception) -> int:
     """The exit status (and one line) of a plan refused: bad input, or workers that could not start."""
     from bench.measuring.points import PlanError
 
-    return _bad_input(str(exc)) if isinstance(exc, PlanError) else _fault(str(exc))
+    return bad_input(str(exc)) if isinstance(exc, PlanError) else fault(str(exc))
 
 
 def _carry_out(args, planned, run, table: str, done: str) -> int:
@@ -178,13 +138,13 @@ def _carry_out(args, planned, run, table: str, done: str) -> int:
         with interrupts():
             result = run()
     except RunFolderError as exc:
-        return _bad_input(str(exc))
+        return bad_input(str(exc))
     except (Interrupted, KeyboardInterrupt) as exc:
         return _interrupted(exc, out, _resume_hint(args), table)
     except StartError as exc:
-        return _fault(f"{exc}; {_kept(out, table) or 'nothing was written yet'}; {again}")
+        return fault(f"{exc}; {kept(out, table) or 'nothing was written yet'}; {again}")
     except OSError as exc:
-        return _os_fault(exc, "while writing the run", _kept(out, table), f"fix that and {again}")
+        return os_fault(exc, "while writing the run", kept(out, table), f"fix that and {again}")
     finally:
         planned.backend.close()
     if getattr(result, "took_over", None):
@@ -192,7 +152,50 @@ def _carry_out(args, planned, run, table: str, done: str) -> int:
     counts = ", ".join(f"{count} {status}" for status, count in sorted(result.counts().items())) or "nothing new"
     print(f"mixbench: {done.format(n=len(result.written))} ({counts}); {result.skipped} already in {out}")
     if not args.no_report:
-        return _draw(out, report=True)
+        return draw(out, report=True)
+    return 0
+
+
+def _sweep_axes(args) -> dict:
+    return dict(layouts=args.mixers, seq_lens=args.seq_lens, dims=args.dims, batches=args.batch, tokens=args.tokens,
+                dtypes=args.dtypes, modes=args.modes, scopes=args.scope, model=args.model, layers=args.layers,
+                ffn=args.ffn, vocab=args.vocab, norm=args.norm, rounds=args.rounds, out=args.out,
+                timeout_s=args.timeout, budget_s=args.budget, min_reps=args.min_reps)
+
+
+def _quality_axes(args) -> dict:
+    return dict(tasks=args.tasks, layouts=args.mixers, seq_lens=args.seq_lens, dims=args.dims, layers=args.layers,
+                steps=args.steps, lrs=args.lrs, seeds=args.seeds, batch=args.batch, norm=args.norm, shift=args.shift,
+                out=args.out, timeout_s=args.timeout)
+
+
+def _dry_run(args) -> int:
+    """--dry-run: the plan, its refusals and an estimate of its wall time on the target; nothing measured or
+    written (bench.measuring.estimate)."""
+    from bench import api
+    from bench.measuring import estimate
+    from bench.measuring.points import PlanError
+
+    quality = args.command == "quality"
+    if not args.dry_run:
+        return bad_input(f"--target {args.target} names the device a --dry-run estimates for; add --dry-run")
+    try:
+        target, note = estimate.resolve_target(args.target, args.device,
+                                               estimate.gpu_plan(args.preset, getattr(args, "dtypes", None), quality))
+        if quality:
+            planned = api.plan_quality(args.preset, **_quality_axes(args), device=target.device, dry_run=True)
+        else:
+            planned = api.plan_sweep(args.preset, **_sweep_axes(args), device=target.device, dry_run=True)
+    except PlanError as exc:
+        return bad_input(str(exc))
+    if quality:
+        found = estimate.estimate_quality(planned.runs, planned.axes, target, not args.no_report, note)
+        lines = estimate.quality_lines(found, planned.runs, planned.axes, planned.preset)
+    else:
+        found = estimate.estimate_sweep(planned.points, planned.axes, target, estimate.harness_overhead_s(), note)
+        lines = estimate.sweep_lines(found, planned.points, planned.axes, planned.preset)
+    _warn(planned.warnings)
+    print("\n".join(lines))
     return 0
 
 
@@ -201,13 +204,10 @@ def cmd_sweep(args) -> int:
     from bench.measuring.points import PlanError
     from bench.measuring.workers import StartError
 
+    if args.dry_run or args.target is not None:
+        return _dry_run(args)
     try:
-        sweep_plan = api.plan_sweep(
-            args.preset, layouts=args.mixers, seq_lens=args.seq_lens, dims=args.dims, batches=args.batch,
-            tokens=args.tokens, dtypes=args.dtypes, modes=args.modes, scopes=args.scope, model=args.model,
-            layers=args.layers, ffn=args.ffn, vocab=args.vocab, norm=args.norm, rounds=args.rounds,
-            device=args.device, out=args.out, timeout_s=args.timeout, budget_s=args.budget, min_reps=args.min_reps,
-            **_pool_options(args))
+        sweep_plan = api.plan_sweep(args.preset, **_sweep_axes(args), device=args.device, **_pool_options(args))
     except (PlanError, StartError) as exc:
         return _refused(exc)
     _warn(sweep_plan.warnings)
@@ -225,11 +225,10 @@ def cmd_quality(args) -> int:
     from bench.measuring.points import PlanError
     from bench.measuring.workers import StartError
 
+    if args.dry_run or args.target is not None:
+        return _dry_run(args)
     try:
-        quality_plan = api.plan_quality(
-            args.preset, tasks=args.tasks, layouts=args.mixers, seq_lens=args.seq_lens, dims=args.dims,
-            layers=args.layers, steps=args.steps, lrs=args.lrs, seeds=args.seeds, batch=args.batch, norm=args.norm,
-            shift=args.shift, device=args.device, out=args.out, timeout_s=args.timeout, **_pool_options(args))
+        quality_plan = api.plan_quality(args.preset, **_quality_axes(args), device=args.device, **_pool_options(args))
     except (PlanError, StartError) as exc:
         return _refused(exc)
     print(f"mixbench: training {len(quality_plan.runs)} runs ({quality_plan.preset} preset) on {quality_plan.device} "
@@ -237,68 +236,6 @@ def cmd_quality(args) -> int:
     return _carry_out(args, quality_plan, lambda: api.run_quality(quality_plan, progress=Progress(args.quiet,
                                                                                                  unit="run")),
                       "quality.csv", "trained {n} runs")
-
-
-def _run_dir(path: str) -> Path | None:
-    run_dir = Path(path)
-    return run_dir if any((run_dir / name).is_file() for name in ("results.csv", "quality.csv")) else None
-
-
-def _draw(run_dir: Path, report: bool) -> int:
-    from bench.reporting.render import render_run
-
-    try:
-        rendered = render_run(run_dir, page=report)
-        print(f"mixbench: {len(rendered.plots)} plots in {run_dir / 'plots'}")
-        if report:
-            print(f"mixbench: report: {rendered.page}")
-    except OSError as exc:
-        kept = "; ".join(text for text in (_kept(run_dir), _kept(run_dir, "quality.csv"))
-                         if text and "no " not in text[:3])
-        return _os_fault(exc, "writing the plots and report", kept or "no row was lost",
-                         f"free space and run `mixbench report {run_dir}`")
-    return 0
-
-
-def cmd_plot(args) -> int:
-    run_dir = _run_dir(args.run_dir)
-    if run_dir is None:
-        return _bad_input(f"{args.run_dir} is not a run folder (no results.csv or quality.csv in it)")
-    return _draw(run_dir, report=False)
-
-
-def cmd_report(args) -> int:
-    run_dir = _run_dir(args.run_dir)
-    if run_dir is None:
-        return _bad_input(f"{args.run_dir} is not a run folder (no results.csv or quality.csv in it)")
-    return _draw(run_dir, report=True)
-
-
-def cmd_compare(args) -> int:
-    from bench.reporting import compare
-
-    run_a, run_b = _run_dir(args.run_a), _run_dir(args.run_b)
-    for given, found in ((args.run_a, run_a), (args.run_b, run_b)):
-        if found is None or not (found / "results.csv").is_file():
-            return _bad_input(f"{given} is not a run folder (no results.csv in it)")
-    try:
-        table = compare.compare(run_a, run_b, args.out, threshold=args.threshold)
-    except OSError as exc:
-        return _os_fault(exc, "writing the comparison")
-    print(compare.format_table(table, max_rows=None if args.all else 40))
-    if args.fail_on and (table["verdict"] == args.fail_on).any():
-        return EXIT_FAULT
-    return 0
-
-
-def cmd_index(args) -> int:
-    from bench.reporting.index import write_index
-
-    results_dir = Path(args.results_dir)
-    if not results_dir.is_dir():
-        return _bad_input(f"{args.results_dir} is not a folder")
-    print(f"mixbench: index: {write_index(results_dir)}")
-    return 0
 
 
 # -- parser -----------------------------------------------------------------------------------------
@@ -338,6 +275,10 @@ def _run_command(commands, name: str, text: str, description: str, examples: str
     command = commands.add_parser(name, help=text, formatter_class=argparse.RawDescriptionHelpFormatter,
                                   description=description, epilog=_presets_epilog(quality, examples))
     command.add_argument("--preset", help="one of the presets listed below (default: gpu on CUDA, cpu otherwise)")
+    command.add_argument("--dry-run", action="store_true", help="print the plan (per mixer and scope, refusals with "
+                         "their reasons) and an ESTIMATE of its wall time on --target; measure and write nothing")
+    command.add_argument("--target", help="with --dry-run, the device to estimate for: h100, h200 or cpu (default: "
+                         "this machine's; a GPU plan on a machine without a GPU: h100)")
     return command
 
 
@@ -448,7 +389,7 @@ def _forkserver_preload(args) -> list[str] | None:
     torch. A quality run's server also imports what training needs (forkserver.TRAINING_PRELOAD)."""
     from bench.measuring import forkserver
 
-    if args.command not in ("sweep", "quality") or args.backend != "local":
+    if args.command not in ("sweep", "quality") or args.backend != "local" or args.dry_run:
         return None
     if not (args.device == "cpu" or args.device == "auto" and not os.path.exists("/proc/driver/nvidia/version")):
         return None

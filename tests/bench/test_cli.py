@@ -47,6 +47,11 @@ BAD_INPUT = [
     (["quality", "--preset", "paper"], "unknown preset 'paper' for quality"),
     (["quality", "--tasks", "mqar", "--seq-lens", "4"], "task mqar cannot run at --seq-lens 4"),
     (["launch"], "invalid choice"),
+    (["sweep", "--dry-run", "--target", "h300"], "unknown target 'h300' in --target (allowed: h100, h200, cpu)"),
+    (["quality", "--dry-run", "--target", "tpu"], "unknown target 'tpu'"),
+    (["sweep", "--target", "h100"], "add --dry-run"),
+    (["sweep", "--dry-run", "--target", "h100", "--device", "cpu"], "--target h100 runs on cuda"),
+    (["sweep", "--dry-run", "--preset", "gpu", "--target", "cpu"], "bfloat16 cannot run on cpu"),
 ]
 
 
@@ -116,6 +121,7 @@ SWEEP, QUALITY = forkserver.PRELOAD, forkserver.TRAINING_PRELOAD
     (["quality", "--device", "cpu", "--backend", "ray"], None),
     (["sweep", "--device", "cuda"], None), (["sweep", "--device=cuda"], None), (["list"], None),
     (["report", "results/x"], None), (["sweep", "--backend", "local", "--device", "cpu"], SWEEP),
+    (["sweep", "--device", "cpu", "--dry-run"], None), (["quality", "--device", "cpu", "--dry-run"], None),
 ])
 def test_the_command_tells_from_its_arguments_what_its_cpu_workers_are_forked_with(argv, preload):
     assert cli._forkserver_preload(cli.build_parser().parse_args(argv)) == preload
@@ -184,3 +190,36 @@ def test_help_explains_presets_and_examples(capsys):
     out = capsys.readouterr().out
     for word in ("presets:", "cpu", "gpu", "paper", "long", "examples:", "--seq-lens", "--timeout"):
         assert word in out
+
+
+def test_a_dry_run_prints_the_plan_and_an_estimate_and_writes_nothing(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    assert cli.main(["sweep", "--preset", "gpu", "--dry-run", "--target", "h100", "--no-report", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "320 points (gpu preset, 1 round) for h100" in printed and "unsupported: 0 points" in printed
+    hadamard = next(line for line in printed.splitlines() if line.split()[:1] == ["hadamard"])
+    assert hadamard.split() == ["hadamard", "20"]  # every hadamard point runnable at d=1024 on the GPU
+    assert "ESTIMATE" in printed and printed.strip().splitlines()[-1].startswith("estimate for h100: ")
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_dry_run_lists_a_refused_point_with_its_reason(tmp_path, capsys):
+    argv = ["sweep", "--dry-run", "--target", "cpu", "--mixers", "hadamard,fft", "--seq-lens", "1000,1024",
+            "--dims", "64", "--modes", "forward", "--out", str(tmp_path / "run")]
+    assert cli.main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert next(line for line in lines if line.split()[:1] == ["hadamard"]).split() == ["hadamard", "1/2"]
+    assert "unsupported: 1 point (one line per reason):" in lines
+    assert any(line.split()[:1] == ["1"] and "powers of two, got seq_len=1000" in line for line in lines)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_quality_dry_run_estimates_the_training_runs_and_writes_no_default_folder(capsys):
+    results = Path(cli.__file__).parents[1] / "results"  # where a sweep or quality run writes by default
+    before = sorted(results.iterdir()) if results.is_dir() else []
+    assert cli.main(["quality", "--preset", "gpu", "--dry-run", "--target", "h200", "--mixers", "fft,attention"]) == 0
+    printed = capsys.readouterr().out
+    assert "4 runs (gpu preset) for h200" in printed and "report" in printed
+    assert printed.strip().splitlines()[-1].startswith("estimate for h200: ")
+    assert (sorted(results.iterdir()) if results.is_dir() else []) == before
