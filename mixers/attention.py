@@ -2,16 +2,18 @@
 mixer FNet (arXiv 2105.03824) replaces: out = W_o·concat_h softmax(Q_h K_hᵀ/√h_d) V_h, with
 [Q | K | V] = X W_qkv + b_qkv.
 
-`attention` runs the heads through torch's scaled_dot_product_attention (non-causal), so PyTorch
-picks its fastest kernel (flash, memory-efficient, cuDNN or math). `attention-naive` materialises
-the n×n score matrix (QKᵀ → softmax → ·V), the attention of FNet's comparison; it differs only in
-`attend`.
+`attention` runs the heads through torch's scaled_dot_product_attention, so PyTorch picks its fastest
+kernel (flash, memory-efficient, cuDNN or math). `attention-naive` materialises the n×n score matrix
+(QKᵀ → softmax → ·V), the attention of FNet's comparison; it differs only in `attend`.
+`causal=True` (a decoder's): token t attends to tokens 0…t only — SDPA's `is_causal` (its causal
+kernels), and in `attention-naive` the scores above the diagonal set to −∞ before the softmax.
 """
 
 from __future__ import annotations
 
 import math
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -24,16 +26,18 @@ class Attention(mixers.TokenMixer):
     """Multi-head self-attention with a fused QKV projection and an output projection, via SDPA."""
 
     constraints = "dim divisible by head_dim (default 64)"
+    causal_form = True
 
-    def __init__(self, seq_len, dim, head_dim=64):
+    def __init__(self, seq_len, dim, head_dim=64, causal=False):
         super().__init__(seq_len, dim)
+        self.causal = bool(causal)
         self.head_dim = head_dim
         self.heads = dim // head_dim
         self.qkv = nn.Linear(dim, 3 * dim)
         self.out = nn.Linear(dim, dim)
 
     def extra_repr(self):
-        return f"{super().extra_repr()}, heads={self.heads}, head_dim={self.head_dim}"
+        return f"{super().extra_repr()}, heads={self.heads}, head_dim={self.head_dim}, causal={self.causal}"
 
     @classmethod
     def check(cls, seq_len, dim, dtype, device, head_dim=64, **options):
@@ -63,7 +67,7 @@ class Attention(mixers.TokenMixer):
 
     def attend(self, q, k, v):
         """softmax(q kᵀ / √head_dim) v per head."""
-        return F.scaled_dot_product_attention(q, k, v)
+        return F.scaled_dot_product_attention(q, k, v, is_causal=self.causal)
 
 
 @mixers.register("attention-naive")
@@ -72,4 +76,7 @@ class NaiveAttention(Attention):
 
     def attend(self, q, k, v):
         scores = (q * (1 / math.sqrt(self.head_dim))) @ k.transpose(-2, -1)
+        if self.causal:
+            future = torch.ones(scores.shape[-2:], dtype=torch.bool, device=scores.device).triu(1)
+            scores = scores.masked_fill(future, -math.inf)
         return scores.softmax(dim=-1) @ v
