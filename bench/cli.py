@@ -207,7 +207,7 @@ def cmd_sweep(args) -> int:
             tokens=args.tokens, dtypes=args.dtypes, modes=args.modes, scopes=args.scope, model=args.model,
             layers=args.layers, ffn=args.ffn, vocab=args.vocab, norm=args.norm, rounds=args.rounds,
             device=args.device, out=args.out, timeout_s=args.timeout, budget_s=args.budget, min_reps=args.min_reps,
-            **_pool_options(args))
+            causal=True if args.causal else None, **_pool_options(args))
     except (PlanError, StartError) as exc:
         return _refused(exc)
     _warn(sweep_plan.warnings)
@@ -384,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--vocab", help="encoder vocabulary (default 32000; 0: vectors in, no embedding, no head)")
     sweep.add_argument("--norm", help=f"LayerNorm placement in blocks: {', '.join(NORMS)} (default post, as BERT and "
                        "FNet)")
+    sweep.add_argument("--causal", action="store_true", help="every mixer in its causal form (a decoder's; SDPA's "
+                       "causal kernel for attention); a mixer without one is an `unsupported` row with its reason")
     sweep.add_argument("--rounds", help="worker processes each point is measured in, interleaved (default 2)")
     sweep.add_argument("--out", help="run folder (default: results/<preset>-<device>); an existing one is resumed")
     sweep.add_argument("--budget", type=float, help="seconds of measured calls per point (preset's)")

@@ -50,12 +50,14 @@ class Attention(mixers.TokenMixer):
         return 4 * dim * dim + 4 * dim
 
     @classmethod
-    def flops(cls, seq_len, dim, batch=1, head_dim=64, **options):
+    def flops(cls, seq_len, dim, batch=1, head_dim=64, causal=False, **options):
         heads = dim // head_dim
         projections = _cost.matmul_flops(seq_len, dim, 3 * dim) + _cost.matmul_flops(seq_len, dim, dim)
-        scores_and_values = 2 * heads * _cost.matmul_flops(seq_len, head_dim, seq_len)
+        # causally, the n(n+1)/2 scores at or below the diagonal are all a causal kernel needs
+        scores = seq_len * (seq_len + 1) // 2 if causal else seq_len * seq_len
+        scores_and_values = 2 * heads * 2 * scores * head_dim
         # bias adds (4·n·d); softmax: max, subtract, exp, sum, divide per score (the scaling folds in)
-        elementwise = 4 * seq_len * dim + 5 * heads * seq_len * seq_len
+        elementwise = 4 * seq_len * dim + 5 * heads * scores
         return batch * (projections + scores_and_values + elementwise)
 
     def forward(self, x):

@@ -59,8 +59,23 @@ class LinearAttention(Attention):
     """Multi-head linear attention φ(Q)(φ(K)ᵀV) / (φ(Q)φ(K)ᵀ1), φ = elu + 1, with attention's projections."""
 
     @classmethod
-    def flops(cls, seq_len, dim, batch=1, head_dim=64, **options):
+    def flops(cls, seq_len, dim, batch=1, head_dim=64, causal=False, **options):
+        if causal:
+            return batch * (cls.causal_flops(seq_len, dim, head_dim) + cls.elementwise_flops(seq_len, dim))
         return batch * (cls.matmul_flops(seq_len, dim, head_dim) + cls.elementwise_flops(seq_len, dim))
+
+    @classmethod
+    def causal_flops(cls, seq_len, dim, head_dim=64):
+        """The causal form's products and sums per sample (besides `elementwise_flops`), chunks padded to L."""
+        heads, chunk = dim // head_dim, min(CHUNK_LEN, seq_len)
+        padded = -(-seq_len // chunk) * chunk
+        projections = _cost.matmul_flops(seq_len, dim, 3 * dim) + _cost.matmul_flops(seq_len, dim, dim)
+        # per head: inside chunks φ(Q)φ(K)ᵀ and its product with V (2·L·h_d each per token), the scores' row
+        # sums (L); per chunk φ(K)ᵀV (2·h_d² per token), carried: φ(Q)·S (2·h_d²) and φ(Q)·z (2·h_d); the
+        # prefix sums over chunks (h_d² + h_d per chunk), and the two adds of numerator and normaliser (h_d + 1)
+        per_token = 4 * chunk * head_dim + chunk + 4 * head_dim * head_dim + 2 * head_dim + head_dim + 1
+        per_chunk = head_dim * head_dim + head_dim
+        return projections + heads * (padded * per_token + padded // chunk * per_chunk)
 
     @classmethod
     def matmul_flops(cls, seq_len, dim, head_dim=64):
