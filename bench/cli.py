@@ -109,16 +109,16 @@ def cmd_list(args) -> int:
     import mixers
     from bench import tasks
 
-    rows = [("name", f"params at n={args.seq_len}, d={args.dim}", "constraints", "what it computes")]
+    rows = [("name", f"params at n={args.seq_len}, d={args.dim}", "causal", "constraints", "what it computes")]
     for name in mixers.available():
         cls = mixers.get(name)
         doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
         support = cls.supports(args.seq_len, args.dim, torch.float32, "cpu")
         params = f"{cls.param_count(args.seq_len, args.dim):,}" if support else "n/a at this size"
-        rows.append((name, params, cls.constraints or "-", doc[0] if doc else ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        rows.append((name, params, "yes" if cls.causal_form else "no", cls.constraints or "-", doc[0] if doc else ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
     print("\ntasks (mixbench quality --tasks):")
     for name in tasks.available():
         doc = (tasks.get(name).__doc__ or "").strip().splitlines()

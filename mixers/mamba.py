@@ -108,7 +108,7 @@ def scan_flops(seq_len, channels, d_state, chunk_len):
 class Mamba(mixers.TokenMixer):
     """Mamba's block: in_proj, causal conv + SiLU, selective scan (chunked PyTorch or mamba_ssm), gate, out_proj."""
 
-    constraints = "causal; half precision: scan in fp32"
+    constraints = "always causal; half precision: scan in fp32"
     causal_form = True  # the only form: `causal` is accepted and changes nothing
 
     def __init__(self, seq_len, dim, d_state=16, expand=2, d_conv=4, chunk_len=None, kernel="auto", causal=False):

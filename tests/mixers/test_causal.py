@@ -162,3 +162,24 @@ def test_every_causal_form_takes_the_causal_option():
     for name in CAUSAL:
         seq_len, dim = shape_for(name)
         assert mixers.get(name)(seq_len, dim, causal=True).causal
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("name", CAUSAL)
+def test_causal_forms_on_cuda_leak_nothing(name, dtype):
+    """SDPA's causal kernels and the chunked forms in half precision: later tokens leave earlier outputs alone."""
+    seq_len, dim = 200, 128  # linear attention: several chunks and a padded one
+    torch.manual_seed(0)
+    module = mixers.build(name, seq_len, dim, dtype=dtype, device="cuda", causal=True)
+    x = torch.randn(2, seq_len, dim, dtype=dtype, device="cuda")
+    changed = x.clone()
+    changed[:, 120:] = torch.randn(2, seq_len - 120, dim, dtype=dtype, device="cuda")
+    with torch.no_grad():
+        out, moved = module(x), module(changed)
+    assert torch.isfinite(out).all()
+    # FFT convolutions (hyena) and some convolution kernels leave round-off, a leak would be of the output's size
+    tolerance = 1e-5 if dtype == torch.float32 else 2e-2
+    leak = (moved[:, :120] - out[:, :120]).abs().max()
+    assert leak <= tolerance * out.abs().max(), leak
+    assert not torch.equal(moved[:, 120:], out[:, 120:])
