@@ -100,8 +100,10 @@ class TokenMixer(nn.Module):
         if dtype not in allowed:
             names = ", ".join(_dtype_name(d) for d in allowed)
             return Support(False, f"{_dtype_name(dtype)} is not supported on {device.type} (allowed: {names})")
-        reason = cls.causal_refusal() if options.get("causal") else None
-        reason = reason or cls.check(seq_len, dim, dtype, device, **options)
+        # `causal` reaches check() only where the class has a causal form (and may constrain it)
+        if not cls.causal_form and options.pop("causal", False):
+            return Support(False, cls.causal_refusal())
+        reason = cls.check(seq_len, dim, dtype, device, **options)
         return Support(False, reason) if reason else SUPPORTED
 
     @classmethod

@@ -183,3 +183,16 @@ def test_causal_forms_on_cuda_leak_nothing(name, dtype):
     leak = (moved[:, :120] - out[:, :120]).abs().max()
     assert leak <= tolerance * out.abs().max(), leak
     assert not torch.equal(moved[:, 120:], out[:, 120:])
+
+
+def test_a_mixer_without_a_causal_form_never_sees_the_option():
+    class Strict(mixers.TokenMixer):  # a check() written before causal existed, without **options
+        @classmethod
+        def check(cls, seq_len, dim, dtype, device):
+            return None
+
+        def forward(self, x):
+            return x
+
+    assert Strict.supports(8, 4, causal=False)
+    assert not Strict.supports(8, 4, causal=True)
