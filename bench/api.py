@@ -159,7 +159,7 @@ def plan_sweep(preset: str | None = None, *, layouts=None, seq_lens=None, dims=N
                rounds=None, device: str = "auto", out: str | Path | None = None, timeout_s: float | None = None,
                budget_s: float | None = None, min_reps: int | None = None, workers=None, devices=None, threads=None,
                backend: str = "local", ray_address: str | None = None, gpu_type: str | None = None,
-               dry_run: bool = False) -> SweepPlan:
+               dry_run: bool = False, causal: bool | None = None) -> SweepPlan:
     """Validate every input and expand it into points; raises PlanError (one line) on bad input.
 
     With backend="ray" this connects to the Ray cluster (its GPUs decide device="auto"); the plan's
@@ -172,7 +172,7 @@ def plan_sweep(preset: str | None = None, *, layouts=None, seq_lens=None, dims=N
     try:
         return _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model,
                            layers, ffn, vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers,
-                           devices, threads, dry_run)
+                           devices, threads, dry_run, causal)
     except BaseException:
         chosen.close()
         raise
@@ -185,7 +185,7 @@ def _dry_device(device: str) -> str:
 
 def _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model, layers,
                 ffn, vocab, norm, rounds, device, out, timeout_s, budget_s, min_reps, workers, devices,
-                threads, dry_run=False) -> SweepPlan:
+                threads, dry_run=False, causal=None) -> SweepPlan:
     remote = chosen.name != "local"
     device = chosen.device(device) if remote else _dry_device(device) if dry_run else plan.resolve_device(device)
     axes_given = (layouts, seq_lens, dims, batches, tokens, dtypes, modes, scopes, model)
@@ -221,6 +221,7 @@ def _plan_sweep(chosen, preset, layouts, seq_lens, dims, batches, tokens, dtypes
         ffn=parse_int(ffn, "ffn") if ffn is not None else None,
         vocab=parse_int(vocab, "vocab", allow_zero=True) if vocab is not None else None,
         norm=parse_names(norm, "norm", NORMS)[0] if norm is not None else None,
+        causal=bool(causal) if causal is not None else None,
     )
     plan.check_layouts(axes)
     allowed = mixers.CPU_DTYPES if device == "cpu" else mixers.CUDA_DTYPES
@@ -345,7 +346,7 @@ def run_quality(quality_plan: QualityPlan, *, progress=None) -> runner.SweepRepo
 def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes=None, modes=None, *,
           preset: str | None = None, device: str = "auto", out: str | Path | None = None,
           timeout_s: float | None = None, budget_s: float | None = None, min_reps: int | None = None,
-          rounds=None, scopes=None, model=None, plots: bool = False):
+          rounds=None, scopes=None, model=None, causal: bool = False, plots: bool = False):
     """Run a sweep from Python and return its rows as a pandas DataFrame (attrs['run_dir'] names the folder).
 
     Arguments take lists or comma-separated strings, as on the command line; `out=None` measures
@@ -354,7 +355,7 @@ def sweep(mixers=None, seq_lens=None, dims=None, batch=None, tokens=None, dtypes
     sweep_plan = plan_sweep(preset, layouts=mixers, seq_lens=seq_lens, dims=dims, batches=batch, tokens=tokens,
                             dtypes=dtypes, modes=modes, scopes=scopes, model=model, rounds=rounds, device=device,
                             out=out if out is not None else tempfile.mkdtemp(prefix="mixbench-"),
-                            timeout_s=timeout_s, budget_s=budget_s, min_reps=min_reps)
+                            timeout_s=timeout_s, budget_s=budget_s, min_reps=min_reps, causal=causal)
     run_plan(sweep_plan)
     if plots:
         render_run(sweep_plan.out)

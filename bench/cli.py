@@ -69,16 +69,16 @@ def cmd_list(args) -> int:
     import mixers
     from bench import tasks
 
-    rows = [("name", f"params at n={args.seq_len}, d={args.dim}", "constraints", "what it computes")]
+    rows = [("name", f"params at n={args.seq_len}, d={args.dim}", "causal", "constraints", "what it computes")]
     for name in mixers.available():
         cls = mixers.get(name)
         doc = (cls.__doc__ or sys.modules[cls.__module__].__doc__ or "").strip().splitlines()
         support = cls.supports(args.seq_len, args.dim, torch.float32, "cpu")
         params = f"{cls.param_count(args.seq_len, args.dim):,}" if support else "n/a at this size"
-        rows.append((name, params, cls.constraints or "-", doc[0] if doc else ""))
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+        rows.append((name, params, "yes" if cls.causal_form else "no", cls.constraints or "-", doc[0] if doc else ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[3])
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
     print("\ntasks (mixbench quality --tasks):")
     for name in tasks.available():
         doc = (tasks.get(name).__doc__ or "").strip().splitlines()
@@ -160,7 +160,8 @@ def _sweep_axes(args) -> dict:
     return dict(layouts=args.mixers, seq_lens=args.seq_lens, dims=args.dims, batches=args.batch, tokens=args.tokens,
                 dtypes=args.dtypes, modes=args.modes, scopes=args.scope, model=args.model, layers=args.layers,
                 ffn=args.ffn, vocab=args.vocab, norm=args.norm, rounds=args.rounds, out=args.out,
-                timeout_s=args.timeout, budget_s=args.budget, min_reps=args.min_reps)
+                timeout_s=args.timeout, budget_s=args.budget, min_reps=args.min_reps,
+                causal=True if args.causal else None)
 
 
 def _quality_axes(args) -> dict:
@@ -325,6 +326,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--vocab", help="encoder vocabulary (default 32000; 0: vectors in, no embedding, no head)")
     sweep.add_argument("--norm", help=f"LayerNorm placement in blocks: {', '.join(NORMS)} (default post, as BERT and "
                        "FNet)")
+    sweep.add_argument("--causal", action="store_true", help="every mixer in its causal form (a decoder's; SDPA's "
+                       "causal kernel for attention); a mixer without one is an `unsupported` row with its reason")
     sweep.add_argument("--rounds", help="worker processes each point is measured in, interleaved (default 2)")
     sweep.add_argument("--out", help="run folder (default: results/<preset>-<device>); an existing one is resumed")
     sweep.add_argument("--budget", type=float, help="seconds of measured calls per point (preset's)")

@@ -8,6 +8,10 @@ across the sequence. Every mixer subclasses `TokenMixer` and registers itself by
         def forward(self, x):
             return x
 
+Causal mixing (`build(name, seq_len, dim, causal=True)`: the output at position t depends on no input
+after t) is refused unless a class declares a causal form: `causal_form = True`, and its constructor
+takes `causal=` (False by default). A class without one may say why in `no_causal_form`.
+
 Every module in this folder whose name does not start with `_` is imported when `mixers` is, so a new
 mixer is one new file. Mixers in other installed packages register through the entry-point group
 `mixbench.mixers`. The registry is a plain name -> class map: `available()`, `get()`, `build()`; it is
@@ -67,11 +71,16 @@ class TokenMixer(nn.Module):
 
     name: str = ""  # set by @register
     constraints: str = ""  # one line for `mixbench list`, e.g. "seq_len and dim powers of two"
+    # True: `causal=True` builds a form whose output at t depends on no input after t (the constructor
+    # takes `causal=`); False (the default, so a new mixer is never assumed causal): causal=True is refused
+    causal_form: bool = False
+    no_causal_form: str = ""  # why there is no causal form, one line; "" gives a generic reason
 
     def __init__(self, seq_len: int, dim: int):
         super().__init__()
         self.seq_len = int(seq_len)
         self.dim = int(dim)
+        self.causal = False  # a causal form sets True
 
     def extra_repr(self) -> str:
         return f"seq_len={self.seq_len}, dim={self.dim}"
@@ -84,7 +93,8 @@ class TokenMixer(nn.Module):
     @classmethod
     def supports(cls, seq_len: int, dim: int, dtype: torch.dtype = torch.float32,
                  device: str | torch.device = "cpu", **options) -> Support:
-        """Whether this mixer can run the point: positive sizes, a dtype the device runs, then `check()`.
+        """Whether this mixer can run the point: positive sizes, a dtype the device runs, a causal form
+        where `causal=True` is asked for, then `check()`.
 
         Subclasses state their own constraints in `check()` and leave this method alone.
         """
@@ -95,8 +105,19 @@ class TokenMixer(nn.Module):
         if dtype not in allowed:
             names = ", ".join(_dtype_name(d) for d in allowed)
             return Support(False, f"{_dtype_name(dtype)} is not supported on {device.type} (allowed: {names})")
+        # `causal` reaches check() only where the class has a causal form (and may constrain it)
+        if not cls.causal_form and options.pop("causal", False):
+            return Support(False, cls.causal_refusal())
         reason = cls.check(seq_len, dim, dtype, device, **options)
         return Support(False, reason) if reason else SUPPORTED
+
+    @classmethod
+    def causal_refusal(cls) -> str | None:
+        """Why `causal=True` is refused (one line), or None where the class declares a causal form."""
+        if cls.causal_form:
+            return None
+        return cls.no_causal_form or (f"{cls.name or cls.__name__} declares no causal form "
+                                      f"(causal=True needs causal_form = True and a `causal` constructor option)")
 
     @classmethod
     def check(cls, seq_len: int, dim: int, dtype: torch.dtype, device: torch.device, **options) -> str | None:
@@ -167,15 +188,18 @@ get = REGISTRY.get
 
 
 def build(name: str, seq_len: int, dim: int, *, dtype: torch.dtype | None = None,
-          device: str | torch.device | None = None, **options) -> TokenMixer:
-    """Build mixer `name` for (seq_len, dim), on `device` in `dtype` when given.
+          device: str | torch.device | None = None, causal: bool = False, **options) -> TokenMixer:
+    """Build mixer `name` for (seq_len, dim), on `device` in `dtype` when given; its causal form if `causal`.
 
-    A point the mixer refuses raises `UnsupportedError` whose message is `supports()`'s reason.
+    A point the mixer refuses (causal=True where it has no causal form among them) raises
+    `UnsupportedError` whose message is `supports()`'s reason.
     """
     cls = get(name)
-    support = cls.supports(seq_len, dim, dtype or torch.float32, device or "cpu", **options)
+    support = cls.supports(seq_len, dim, dtype or torch.float32, device or "cpu", causal=causal, **options)
     if not support:
         raise UnsupportedError(support.reason)
+    if cls.causal_form:
+        options["causal"] = bool(causal)
     module = cls(seq_len, dim, **options)
     if device is not None or dtype is not None:
         module = module.to(device=device, dtype=dtype)

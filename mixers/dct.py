@@ -208,6 +208,8 @@ def resolve(seq_len: int, dim: int, method: str = "auto") -> str:
 class DCTMixer(mixers.TokenMixer):
     """C_n X C_dᵀ, the orthonormal 2-D DCT-II, by matmul or by FFT; no parameters."""
 
+    no_causal_form = "dct mixes every position with every other (a DCT over the sequence); it has no causal form"
+
     def __init__(self, seq_len, dim, method="auto"):
         super().__init__(seq_len, dim)
         self.method = method

@@ -37,6 +37,9 @@ def cos_minus_sin_interleaved(seq_len):
 class DFTMatrixMixer(mixers.TokenMixer):
     """Re(F_n X F_d) as two real matrix products with cached DFT matrices; no parameters."""
 
+    no_causal_form = ("dft-matrix mixes every position with every other (a DFT over the sequence); "
+                      "it has no causal form")
+
     @classmethod
     def flops(cls, seq_len, dim, batch=1, **options):
         return batch * (_cost.matmul_flops(seq_len, dim, 2 * dim)

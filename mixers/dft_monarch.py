@@ -104,6 +104,8 @@ class DFTMonarchMixer(mixers.TokenMixer):
     """Re(F_n X F_d) by two-level Cooley–Tukey: small DFT matmuls with twiddles between; no parameters."""
 
     constraints = "each length N1·N2 with both factors ≥ √N/4 (no primes ≥ 17)"
+    no_causal_form = ("dft-monarch mixes every position with every other (a DFT over the sequence); "
+                      "it has no causal form")
 
     @classmethod
     def check(cls, seq_len, dim, dtype, device, **options):

@@ -20,6 +20,8 @@ from mixers import _cost, _spectral
 class FourierMixer(mixers.TokenMixer):
     """Re(F_n X F_d) via rfft2 and the Hermitian mirror; no parameters."""
 
+    no_causal_form = "fft mixes every position with every other (a DFT over the sequence); it has no causal form"
+
     # The half spectrum is multiplied by `rotation` (None: not at all), then the mirror gather takes
     # component 0 of a kept column's pair and component `mirror_part` of a mirrored one.
     rotation: complex | None = None

@@ -24,6 +24,8 @@ class GlobalFilter(mixers.TokenMixer):
     """irfft2(K ⊙ rfft2(X)), orthonormal, with a learned complex filter K of shape (n, d//2+1)."""
 
     constraints = "half precision computes in fp32"
+    no_causal_form = ("gfnet's global filter is a circular convolution over the whole sequence (by FFT), "
+                      "so every position sees every other; it has no causal form")
 
     def __init__(self, seq_len, dim):
         super().__init__(seq_len, dim)

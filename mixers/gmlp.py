@@ -9,6 +9,9 @@ as in the paper's pseudo-code (`u, v = split(x)`; `v = norm(v)`; `v = proj(v, ax
 W starts near zero (uniform ±10⁻³/n, as lucidrains' g-mlp-pytorch) and b at ones, so the unit starts
 close to U ⊙ 1, as the paper prescribes for stable training; LayerNorm and the projection use
 PyTorch's defaults.
+
+`causal=True` (gMLP's language models): W is lower-triangular (masked with tril in forward, so its
+entries above the diagonal get no gradient), and token t's gate reads tokens 0…t.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ class SpatialGatingUnit(mixers.TokenMixer):
     """gMLP's spatial gating U ⊙ (W·LN(V) + b) over channel halves, projected d/2 → d."""
 
     constraints = "dim even"
+    causal_form = True
 
-    def __init__(self, seq_len, dim):
+    def __init__(self, seq_len, dim, causal=False):
         super().__init__(seq_len, dim)
+        self.causal = bool(causal)
         half = dim // 2
         self.norm = nn.LayerNorm(half)
         self.seq_weight = nn.Parameter(torch.empty(seq_len, seq_len).uniform_(-1e-3 / seq_len, 1e-3 / seq_len))
@@ -65,5 +70,6 @@ class SpatialGatingUnit(mixers.TokenMixer):
     def forward(self, x):
         u, v = x.chunk(2, dim=-1)
         # W·LN(V) + b as one product over every sample's channels (LN(V)ᵀ Wᵀ + b), not one per sample
-        gate = F.linear(self.norm(v).transpose(-1, -2), self.seq_weight, self.seq_bias).transpose(-1, -2)
+        seq_weight = self.seq_weight.tril() if self.causal else self.seq_weight
+        gate = F.linear(self.norm(v).transpose(-1, -2), seq_weight, self.seq_bias).transpose(-1, -2)
         return self.proj(u * gate)

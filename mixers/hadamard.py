@@ -46,6 +46,9 @@ def hadamard_matrix(length):
 class HadamardMixer(mixers.TokenMixer):
     """H_n X H_d (orthonormal Sylvester Hadamard) by Kronecker-factored products; no parameters."""
 
+    no_causal_form = ("hadamard mixes every position with every other (H_n over the sequence); "
+                      "it has no causal form")
+
     constraints = "seq_len and dim powers of two"
 
     @classmethod

@@ -20,6 +20,9 @@ from mixers.fft import FourierMixer
 class HartleyMixer(FourierMixer):
     """Re(F_n X F_d) − Im(F_n X F_d) via rfft2 and the Hermitian mirror; no parameters."""
 
+    no_causal_form = ("hartley mixes every position with every other (a Hartley transform over the sequence); "
+                      "it has no causal form")
+
     rotation = 1 + 1j
     mirror_part = 1
 

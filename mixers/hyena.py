@@ -65,6 +65,7 @@ class Hyena(mixers.TokenMixer):
     """Hyena of order 2: projections, short conv, an implicit long filter by FFT, gating; bidirectional by default."""
 
     constraints = "half precision: long conv in fp32"
+    causal_form = True
 
     def __init__(self, seq_len, dim, causal=False, filter_order=64):
         super().__init__(seq_len, dim)

@@ -108,10 +108,12 @@ def scan_flops(seq_len, channels, d_state, chunk_len):
 class Mamba(mixers.TokenMixer):
     """Mamba's block: in_proj, causal conv + SiLU, selective scan (chunked PyTorch or mamba_ssm), gate, out_proj."""
 
-    constraints = "causal; half precision: scan in fp32"
+    constraints = "always causal; half precision: scan in fp32"
+    causal_form = True  # the only form: `causal` is accepted and changes nothing
 
-    def __init__(self, seq_len, dim, d_state=16, expand=2, d_conv=4, chunk_len=None, kernel="auto"):
+    def __init__(self, seq_len, dim, d_state=16, expand=2, d_conv=4, chunk_len=None, kernel="auto", causal=False):
         super().__init__(seq_len, dim)
+        self.causal = True
         inner = expand * dim
         self.d_state, self.expand, self.d_conv, self.kernel = d_state, expand, d_conv, kernel
         self.chunk_len = chunk_len

@@ -7,10 +7,16 @@ sample's channels folded into the rows, X[b]ᵀ W_1ᵀ), with its bias added in 
 backward computes each weight's gradient as one product too, not one per sample summed (which an
 expanded weight, W_1 broadcast over the batch, costs: batch × the weight in memory). GELU is the
 exact (erf) form, as in PyTorch's nn.GELU and timm's Mixer.
+
+`causal=True`: hidden unit j belongs to token p(j) = ⌊j·n/(e·n)⌋ and reads tokens 0…p(j) (W_1 masked),
+and output token t reads the hidden units of tokens 0…t (W_2 masked): the masks of MADE (Germain et al.,
+arXiv 1502.03509), lower-triangular for e = 1; they are applied to the weights in forward, so the masked
+weights get no gradient. Token t's output then depends on tokens 0…t only.
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import nn
 
@@ -26,16 +32,19 @@ def hidden_size(seq_len: int, expansion: float) -> int:
 class MLPMixer(mixers.TokenMixer):
     """Token-mixing MLP Linear(n → e·n) → GELU → Linear(e·n → n), shared across channels."""
 
-    def __init__(self, seq_len, dim, expansion=2):
+    causal_form = True
+
+    def __init__(self, seq_len, dim, expansion=2, causal=False):
         super().__init__(seq_len, dim)
         self.expansion = expansion
+        self.causal = bool(causal)
         hidden = hidden_size(seq_len, expansion)
         # nn.Linear over the sequence axis: applied to the transposed input
         self.fc1 = nn.Linear(seq_len, hidden)
         self.fc2 = nn.Linear(hidden, seq_len)
 
     def extra_repr(self):
-        return f"{super().extra_repr()}, expansion={self.expansion}"
+        return f"{super().extra_repr()}, expansion={self.expansion}, causal={self.causal}"
 
     @classmethod
     def check(cls, seq_len, dim, dtype, device, expansion=2, **options):
@@ -58,4 +67,16 @@ class MLPMixer(mixers.TokenMixer):
 
     def forward(self, x):
         # (…, d, n) rows of tokens: Linear(n → e·n) → GELU → Linear(e·n → n), then back to (…, n, d)
-        return self.fc2(F.gelu(self.fc1(x.transpose(-1, -2)))).transpose(-1, -2)
+        weight1, weight2 = self.fc1.weight, self.fc2.weight
+        if self.causal:
+            mask1, mask2 = causal_masks(self.seq_len, weight1.shape[0], weight1.device)
+            weight1, weight2 = weight1 * mask1, weight2 * mask2
+        hidden = F.gelu(F.linear(x.transpose(-1, -2), weight1, self.fc1.bias))
+        return F.linear(hidden, weight2, self.fc2.bias).transpose(-1, -2)
+
+
+def causal_masks(seq_len: int, hidden: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Boolean masks of W_1 (hidden × n: unit j reads token s ≤ p(j)) and W_2 (n × hidden: token t reads p(j) ≤ t)."""
+    owner = torch.arange(hidden, device=device) * seq_len // hidden  # p(j)
+    tokens = torch.arange(seq_len, device=device)
+    return tokens <= owner[:, None], owner <= tokens[:, None]

@@ -35,6 +35,7 @@ class Axes:
     ffn: int | None = None  # feed-forward width; None: 4 x dim
     vocab: int = models.DEFAULT_VOCAB  # encoder vocabulary; 0: vectors in, no embedding and no head
     norm: str = "post"
+    causal: bool = False  # every mixer in its causal form; one without is an `unsupported` row
     model: str | None = None  # a named shape (bench.models.SHAPES): sets dims, layers and ffn
     rounds: int = 2  # worker processes each point is measured in, interleaved across the sweep
     timeout_s: float = 60.0
@@ -164,7 +165,7 @@ def expand(axes: Axes, device: str) -> list[Point]:
                             for seq_len in sorted(axes.seq_lens):
                                 points.append(Point(mixer, scope, seq_len, dim, batch=batch_of(seq_len),
                                                     batching=batching, dtype=dtype, mode=mode, device=device,
-                                                    **shape))
+                                                    causal=axes.causal, **shape))
     return points
 
 

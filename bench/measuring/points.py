@@ -49,7 +49,8 @@ class Point(_Item):
     """One timing measurement: a mixer (or layout) at one scope, size, dtype, mode and device.
 
     `layers`, `ffn` and `norm` describe a block or an encoder and `vocab` an encoder; they are None
-    where the scope has no such part (a mixer alone has none of them).
+    where the scope has no such part (a mixer alone has none of them). `causal`: every mixer in its causal
+    form (`mixers.build(..., causal=True)`); rows written before it existed read back as False.
     """
 
     mixer: str
@@ -65,6 +66,7 @@ class Point(_Item):
     dtype: str
     mode: str
     device: str
+    causal: bool = False
 
     @property
     def series(self) -> tuple:
@@ -73,7 +75,8 @@ class Point(_Item):
 
     def label(self) -> str:
         scope = "" if self.scope == "mixer" else f" [{self.scope}]"
-        return f"{self.mixer}{scope} n={self.seq_len} d={self.dim} b={self.batch} {self.dtype} {self.mode}"
+        causal = " causal" if self.causal else ""
+        return f"{self.mixer}{scope} n={self.seq_len} d={self.dim} b={self.batch} {self.dtype} {self.mode}{causal}"
 
     @classmethod
     def from_row(cls, row: dict) -> "Point":

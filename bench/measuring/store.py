@@ -21,7 +21,7 @@ import os
 from pathlib import Path
 
 COLUMNS = [
-    "mixer", "scope", "seq_len", "dim", "layers", "ffn", "vocab", "norm", "batch", "batching", "dtype",
+    "mixer", "scope", "seq_len", "dim", "layers", "ffn", "vocab", "norm", "causal", "batch", "batching", "dtype",
     "compute_dtype", "kernel", "tf32", "mode", "device", "device_index", "device_name",
     "status", "time_ms", "time_ms_p20", "time_ms_p80", "time_ms_lo", "time_ms_hi", "rounds", "reps",
     "peak_mem_mb", "reserved_mem_mb", "resident_mem_mb",

@@ -42,11 +42,11 @@ class Prepared(NamedTuple):
 
 def _model(point: Point) -> torch.nn.Module:
     if point.scope == "mixer":
-        return mixers.build(point.mixer, point.seq_len, point.dim)
+        return mixers.build(point.mixer, point.seq_len, point.dim, causal=point.causal)
     if point.scope == "block":
-        return models.Block(point.mixer, point.seq_len, point.dim, point.ffn, norm=point.norm)
+        return models.Block(point.mixer, point.seq_len, point.dim, point.ffn, norm=point.norm, causal=point.causal)
     return models.Encoder(point.mixer, point.seq_len, point.dim, point.layers, point.ffn, point.vocab,
-                          norm=point.norm, head="mlm" if point.vocab else "none")
+                          norm=point.norm, head="mlm" if point.vocab else "none", causal=point.causal)
 
 
 def prepare_call(point: Point, generator_seed: int = 0) -> Prepared:
@@ -60,7 +60,8 @@ def prepare_call(point: Point, generator_seed: int = 0) -> Prepared:
     dtype = TORCH_DTYPES[point.dtype]
     with torch.device(point.device):  # parameters are initialised where they run: no host RNG, no copy
         if point.scope == "mixer":
-            module = mixers.build(point.mixer, point.seq_len, point.dim, dtype=dtype, device=point.device)
+            module = mixers.build(point.mixer, point.seq_len, point.dim, dtype=dtype, device=point.device,
+                                  causal=point.causal)
         else:
             module = _model(point).to(dtype=dtype)
     generator = torch.Generator(device=point.device).manual_seed(generator_seed)
@@ -149,7 +150,8 @@ def _options(point: Point) -> dict:
 def cost_parts(point: Point) -> list:
     """The analytic parts (FLOPs, bytes, parameters, computing dtype) of one call at `point`."""
     return models.parts(point.scope, point.mixer, point.seq_len, point.dim, point.batch, TORCH_DTYPES[point.dtype],
-                        point.mode, point.device, **{k: v for k, v in _options(point).items() if k != "scope"})
+                        point.mode, point.device, **{k: v for k, v in _options(point).items() if k != "scope"},
+                        mixer_options={"causal": True} if point.causal else None)
 
 
 def compute_dtype_name(point: Point) -> str:
@@ -175,7 +177,8 @@ def refusal(point: Point) -> str | None:
     if not layout.is_plain and point.scope != "encoder":
         return (f"a layout ({point.mixer}) arranges an encoder's layers; at {point.scope} scope give a mixer name")
     for name in layout.names:
-        support = mixers.get(name).supports(point.seq_len, point.dim, TORCH_DTYPES[point.dtype], point.device)
+        support = mixers.get(name).supports(point.seq_len, point.dim, TORCH_DTYPES[point.dtype], point.device,
+                                            causal=point.causal)
         if not support:
             return support.reason
     return None

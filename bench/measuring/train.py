@@ -1,7 +1,9 @@
 """Training one encoder on one task: the quality axis of a mixer (what its speed costs in what it learns).
 
 The model is `bench.models.Encoder` for any layout, with a per-position head for per-position tasks
-(MQAR) and a mean-pooled head for sequence tasks (ListOps); AdamW with a linear warm-up and cosine
+(MQAR) and a mean-pooled head for sequence tasks (ListOps), causal (every mixer in its causal form) for a
+task whose `causal` is set (MAD's tasks, mqar-causal: the task's targets and mask already name the
+next-token positions that count); AdamW with a linear warm-up and cosine
 decay, gradient clipping at 1, a budget in steps. Batch i of the training data comes from the task's
 training seeds for this run's seed; validation and test sets are fixed (the same for every run, drawn
 from the task's disjoint validation and test seeds), so runs differing in layout, rate or seed are
@@ -58,7 +60,7 @@ def build(run: TrainingRun, task) -> torch.nn.Module:
     head = "tokens" if task.per_position else "sequence"
     return models.Encoder(run.layout, run.seq_len, run.dim, run.layers, run.ffn, len(task.vocab),
                           norm=run.norm, head=head, num_classes=task.num_classes, shift=run.shift,
-                          mixer_options={"head_dim": head_dim(run.dim)})
+                          mixer_options={"head_dim": head_dim(run.dim)}, causal=task.causal)
 
 
 def learning_rate(step: int, steps: int, peak: float) -> float:
@@ -226,13 +228,16 @@ def train(run: TrainingRun) -> dict:
 
 
 def refusal(run: TrainingRun) -> str | None:
-    """Why the run cannot happen (a task or mixer that refuses its sizes), or None."""
-    support = tasks.get(run.task).supports(run.seq_len, **run.options)
+    """Why the run cannot happen (a task or mixer that refuses its sizes, or a causal task's mixer without a
+    causal form), or None."""
+    task = tasks.get(run.task)
+    support = task.supports(run.seq_len, **run.options)
     if not support:
         return support.reason
     for name in models.parse_layout(run.layout).names:
         options = models.options_for(name, {"head_dim": head_dim(run.dim)})
-        support = mixers.get(name).supports(run.seq_len, run.dim, torch.float32, run.device, **options)
+        support = mixers.get(name).supports(run.seq_len, run.dim, torch.float32, run.device, causal=task.causal,
+                                            **options)
         if not support:
             return support.reason
     return None

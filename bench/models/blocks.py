@@ -6,7 +6,8 @@ post-norm (both papers): x = LN₁(x + mix(x));           x = LN₂(x + FFN(x))
 pre-norm:                x = x + mix(LN₁(x));           x = x + FFN(LN₂(x))
 peri-norm:               x = x + LN₁ₒ(mix(LN₁(x)));      x = x + LN₂ₒ(FFN(LN₂(x)))
 FFN(x) = W₂·GELU(W₁x + b₁) + b₂; GELU is the exact (erf) form; there is no dropout (a benchmark
-measures the deterministic model).
+measures the deterministic model). `causal=True` builds the mixer's causal form (`mixers.build(...,
+causal=True)`; a mixer without one refuses with its reason); everything else in a block is per token.
 
 Peri-norm (LayerNorm around each sublayer, input and output: Kim et al., "Peri-LN: Revisiting Layer
 Normalization in the Transformer Architecture", arXiv 2502.02732; Gemma 2's pre- and post-sublayer
@@ -57,13 +58,15 @@ class Block(nn.Module):
     """Mixer sublayer and feed-forward sublayer (d → ffn → d), residuals and LayerNorm: post-, pre- or peri-norm."""
 
     def __init__(self, mixer: str, seq_len: int, dim: int, ffn: int, *, norm: str = "post",
-                 mixer_options: dict | None = None):
+                 mixer_options: dict | None = None, causal: bool = False):
         super().__init__()
         check_norm(norm)
         if int(ffn) < 1:
             raise ValueError(f"ffn must be a positive width, got ffn={ffn}")
         self.norm = norm
-        self.mixer = mixers.build(mixer, seq_len, dim, **options_for(mixer, mixer_options))
+        options = options_for(mixer, mixer_options)
+        options.pop("causal", None)  # the block's own argument decides, for every mixer alike
+        self.mixer = mixers.build(mixer, seq_len, dim, causal=causal, **options)
         self.norm1 = nn.LayerNorm(dim)
         self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Linear(ffn, dim))
         self.norm2 = nn.LayerNorm(dim)
@@ -72,7 +75,7 @@ class Block(nn.Module):
             self.out_norm2 = nn.LayerNorm(dim)
 
     def extra_repr(self) -> str:
-        return f"norm={self.norm!r}"
+        return f"norm={self.norm!r}, causal={self.mixer.causal}"
 
     def mixing(self, x):
         """The residual stream after the mixing sublayer (its contribution is `mixing(x) - x`)."""

@@ -5,6 +5,9 @@
 h₀ = LN(E_tok[ids] + E_pos)  (no token-type embeddings; vocab = 0 takes vectors instead of ids)
 h₀ += shift(h₀)              (optional previous-token shift: h₀[i] += W·h₀[i−1], zero at i = 0)
 h_l = Block_l(h_{l−1})       (mixer of layer l from the layout; a final LN after pre- and peri-norm blocks)
+causal=True: every mixer in its causal form, so position t's hidden state depends on tokens 0…t only
+(the shift reads t−1, the rest is per position); a layout with a mixer that has no causal form is
+refused with that mixer's reason (`mixers.UnsupportedError`). Heads `tokens` and `none` keep it causal.
 head: mlm     logits = LN(GELU(W_t h + b_t)) E_tokᵀ + b  at m = max(1, round(fraction·n)) fixed positions
       tokens  per-position classifier;  sequence  mean over positions, then a classifier;  none  h.
 
@@ -93,7 +96,8 @@ class Encoder(nn.Module):
 
     def __init__(self, layout, seq_len: int, dim: int, layers: int, ffn: int, vocab: int, *,
                  norm: str = "post", head: str = "mlm", num_classes: int | None = None,
-                 mlm_fraction: float = 0.15, shift: bool = False, mixer_options: dict | None = None):
+                 mlm_fraction: float = 0.15, shift: bool = False, mixer_options: dict | None = None,
+                 causal: bool = False):
         super().__init__()
         check_norm(norm)
         check_config(seq_len, dim, layers, ffn, vocab, head=head, num_classes=num_classes,
@@ -101,6 +105,7 @@ class Encoder(nn.Module):
         self.layout = parse_layout(layout)
         names = self.layout.per_layer(layers)
         self.seq_len, self.dim, self.vocab, self.head, self.norm = int(seq_len), int(dim), int(vocab), head, norm
+        self.causal = bool(causal)
         if vocab:
             self.token_embedding = nn.Embedding(vocab, dim)
             self.position_embedding = nn.Parameter(torch.empty(seq_len, dim))
@@ -108,8 +113,8 @@ class Encoder(nn.Module):
             nn.init.normal_(self.position_embedding, std=EMBEDDING_STD)
             self.embedding_norm = nn.LayerNorm(dim)
         self.shift = nn.Linear(dim, dim, bias=False) if shift else None
-        self.blocks = nn.ModuleList(Block(name, seq_len, dim, ffn, norm=norm, mixer_options=mixer_options)
-                                    for name in names)
+        self.blocks = nn.ModuleList(Block(name, seq_len, dim, ffn, norm=norm, mixer_options=mixer_options,
+                                          causal=causal) for name in names)
         self.final_norm = nn.LayerNorm(dim) if ends_with_norm(norm) else None
         if head == "mlm":
             self.register_buffer("mlm_positions", mlm_positions(seq_len, mlm_fraction), persistent=False)
@@ -121,7 +126,8 @@ class Encoder(nn.Module):
             self.classifier = nn.Linear(dim, num_classes)
 
     def extra_repr(self) -> str:
-        return f"layout={str(self.layout)!r}, seq_len={self.seq_len}, head={self.head!r}, norm={self.norm!r}"
+        return (f"layout={str(self.layout)!r}, seq_len={self.seq_len}, head={self.head!r}, norm={self.norm!r}, "
+                f"causal={self.causal}")
 
     def embed(self, inputs: torch.Tensor) -> torch.Tensor:
         """Hidden states entering the first block: embeddings (or the input vectors), then the shift."""

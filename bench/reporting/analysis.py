@@ -27,9 +27,10 @@ POINT_GROUP_KEYS = ["seq_len", *GROUP_KEYS]
 POINT_KEYS = ["mixer", "scope", "seq_len", "dim", *SHAPE_KEYS, "batch", "batching", "dtype", "mode", "device"]
 
 STATUSES = store.STATUSES
+CAUSAL_SUFFIX = " (causal)"  # how a causal point's mixer is named in plots and tables
 # How each of store.COLUMNS is read: text, or a number (every other column but the timestamp).
-TEXT_COLUMNS = ["mixer", "scope", "norm", "batching", "dtype", "compute_dtype", "kernel", "tf32", "mode", "device",
-                "device_index", "device_name", "status", "bound", "source_hash", "error"]
+TEXT_COLUMNS = ["mixer", "scope", "norm", "causal", "batching", "dtype", "compute_dtype", "kernel", "tf32", "mode",
+                "device", "device_index", "device_name", "status", "bound", "source_hash", "error"]
 NUMERIC_COLUMNS = [column for column in store.COLUMNS if column not in TEXT_COLUMNS and column != "measured_at"]
 INTEGER_COLUMNS = ["seq_len", "dim", "layers", "ffn", "vocab", "batch", "rounds", "reps"]
 
@@ -75,6 +76,9 @@ def prepare(table: pd.DataFrame) -> pd.DataFrame:
         table[column] = values.fillna("").astype(str).str.strip()
     table["status"] = table["status"].str.lower()
     table.loc[table["scope"] == "", "scope"] = "mixer"  # rows written before scopes existed
+    # a causal form is another mixer to every plot and table: its own series, "attention (causal)"
+    causal = (table["causal"].str.lower() == "true") & ~table["mixer"].str.endswith(CAUSAL_SUFFIX)
+    table.loc[causal, "mixer"] = table.loc[causal, "mixer"] + CAUSAL_SUFFIX
     # An older or hand-made table without a batching label: a fixed batch is the only sensible reading.
     missing = table["batching"] == ""
     table.loc[missing, "batching"] = [f"batch={b:g}" if pd.notna(b) else "" for b in table.loc[missing, "batch"]]
