@@ -146,7 +146,7 @@ def call_s(parts, peaks: dict) -> float:
 def calls_of(seconds: float, policy: measure.TimingPolicy) -> tuple[int, int]:
     """(warm-up calls, timed calls) that `measure.time_call` makes for calls of `seconds` each when the spread never
     settles below its target: its loop, replayed."""
-    warm = max(policy.warmup_calls, math.ceil(policy.warmup_s / seconds))
+    warm = max(policy.warmup_calls, min(math.ceil(policy.warmup_s / seconds), policy.warmup_max_calls))
     timed, size = 0, 1
     while timed < policy.max_reps:
         timed += size

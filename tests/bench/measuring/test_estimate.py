@@ -60,8 +60,11 @@ def test_the_calls_counted_are_those_time_call_makes(seconds, monkeypatch):
 def test_the_calls_of_a_small_and_a_slow_point():
     policy = measure.TimingPolicy(warmup_calls=3, warmup_s=0.05, min_reps=3, budget_s=0.055)
     assert estimate.calls_of(0.01, policy) == (5, 7)  # 5 calls fill the 50 ms warm-up; rounds 1, 2, 4 reach 55 ms
-    # a slow call: at least 3 reps once twice the budget has passed, whatever min_reps says
-    assert estimate.calls_of(1.0, measure.TimingPolicy(min_reps=5, budget_s=0.1)) == (3, 3)
+    # a slow call: warmed up once (slower than the warm-up time), and at least 3 reps once twice the budget
+    # has passed, whatever min_reps says
+    assert estimate.calls_of(1.0, measure.TimingPolicy(min_reps=5, budget_s=0.1)) == (1, 3)
+    # a tiny call: the warm-up stops at warmup_max_calls
+    assert estimate.calls_of(1e-7, measure.TimingPolicy())[0] == measure.TimingPolicy().warmup_max_calls
 
 
 def test_the_estimate_grows_with_the_budget_and_with_the_points():
