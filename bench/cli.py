@@ -229,7 +229,8 @@ def cmd_quality(args) -> int:
         quality_plan = api.plan_quality(
             args.preset, tasks=args.tasks, layouts=args.mixers, seq_lens=args.seq_lens, dims=args.dims,
             layers=args.layers, steps=args.steps, lrs=args.lrs, seeds=args.seeds, batch=args.batch, norm=args.norm,
-            shift=args.shift, device=args.device, out=args.out, timeout_s=args.timeout, **_pool_options(args))
+            shift=args.shift, device=args.device, out=args.out, timeout_s=args.timeout, **_pool_options(args),
+            weight_decays=args.weight_decays)
     except (PlanError, StartError) as exc:
         return _refused(exc)
     print(f"mixbench: training {len(quality_plan.runs)} runs ({quality_plan.preset} preset) on {quality_plan.device} "
@@ -409,6 +410,8 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--layers", help="encoder layers")
     quality.add_argument("--steps", help="training steps per run")
     quality.add_argument("--lrs", help="comma-separated peak learning rates (the best on validation is reported)")
+    quality.add_argument("--weight-decays", help="comma-separated AdamW weight decays, a grid like --lrs "
+                         "(default: the preset's, 0.1 unless it says otherwise)")
     quality.add_argument("--seeds", help="comma-separated seeds (model initialisation and training data)")
     quality.add_argument("--batch", help="training batch size")
     quality.add_argument("--norm", help=f"LayerNorm placement: {', '.join(NORMS)} (preset's)")

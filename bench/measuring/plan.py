@@ -10,6 +10,7 @@ see `bench.models`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -17,6 +18,7 @@ import torch
 import mixers
 from bench import models
 from bench.measuring.points import DEVICES, MODES, SCOPES, PlanError, Point, TrainingRun, items
+from bench.measuring.points import DEFAULT_WEIGHT_DECAY
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,9 @@ class TaskSetting:
 class QualityAxes:
     """The axes of a quality run; their product is the list of training runs.
 
-    `seq_lens`, `dims` and `steps`, where given, apply to every task and replace the task settings'.
+    `settings` may name a task more than once: each entry is one setting of it (MAD scores a task as the mean
+    over its settings). `seq_lens`, `dims` and `steps`, where given, apply to every task and replace the task
+    settings'.
     """
 
     tasks: tuple[str, ...] = ("mqar",)
@@ -226,19 +230,24 @@ class QualityAxes:
     norm: str = "peri"  # LayerNorm on each sublayer's input and output (bench.models.blocks), every layout alike
     shift: bool = True  # the previous-token shift (bench.models.Encoder), for every layout alike
     lrs: tuple[float, ...] = (3e-3,)
+    weight_decays: tuple[float, ...] = (DEFAULT_WEIGHT_DECAY,)  # AdamW's (decoupled) weight decay; a grid like lrs
     seeds: tuple[int, ...] = (0, 1)
     dtype: str = "float32"
     timeout_s: float = 900.0
     workers: int | None = None  # None: 2 on a CPU (one thread each), 1 per GPU
 
     def setting(self, task: str) -> TaskSetting:
-        """The task's setting with the axes given for every task applied."""
-        found = dict(self.settings).get(task)
-        if found is None and not self.seq_lens:
+        """The task's (first) setting with the axes given for every task applied."""
+        return self.task_settings(task)[0]
+
+    def task_settings(self, task: str) -> list[TaskSetting]:
+        """Every setting of the task in this preset, in order, with the axes given for every task applied."""
+        found = [setting for name, setting in self.settings if name == task]
+        if not found and not self.seq_lens:
             raise PlanError(f"no length for task {task!r} in this preset; give --seq-lens")
-        found = found or TaskSetting(self.seq_lens)
-        return replace(found, seq_lens=self.seq_lens or found.seq_lens, dims=self.dims or found.dims,
-                       steps=self.steps or found.steps, batch=self.batch or found.batch or 32)
+        return [replace(setting, seq_lens=self.seq_lens or setting.seq_lens, dims=self.dims or setting.dims,
+                        steps=self.steps or setting.steps, batch=self.batch or setting.batch or 32)
+                for setting in found or [TaskSetting(self.seq_lens)]]
 
 
 HYBRID = "fft+attention:1"  # FNet-Hybrid's attention-on-top, in a 2-layer model: the last layer
@@ -283,17 +292,33 @@ def default_layouts() -> tuple[str, ...]:
     return (*mixers.available(), HYBRID)
 
 
+def parse_weight_decays(values) -> tuple[float, ...]:
+    """Non-negative numbers from a comma-separated string or a sequence (0,0.1): AdamW's weight decays."""
+    parsed = []
+    for item in items(values, "weight-decays", "non-negative numbers such as 0,0.1"):
+        try:
+            value = float(item)
+        except ValueError:
+            value = math.nan
+        if not value >= 0 or math.isinf(value):
+            raise PlanError(f"--weight-decays takes non-negative numbers such as 0,0.1; got {item!r} in {values!r}")
+        parsed.append(value)
+    return tuple(sorted(set(parsed)))
+
+
 def expand_quality(axes: QualityAxes, device: str) -> list[TrainingRun]:
-    """Every training run of the axes: per task, layout, length, width, rate and seed."""
+    """Every training run of the axes: per task setting, layout, length, width, rate, weight decay and seed."""
     runs = []
     for task in axes.tasks:
-        setting = axes.setting(task)
-        for layout in axes.mixers or default_layouts():
-            for seq_len in setting.seq_lens:
-                for dim in setting.dims:
-                    for lr in axes.lrs:
-                        for seed in axes.seeds:
-                            runs.append(TrainingRun(task, setting.options, layout, seq_len, dim, axes.layers,
-                                                   axes.ffn_ratio * dim, axes.norm, axes.shift, setting.batch,
-                                                   setting.steps, lr, seed, axes.dtype, device))
+        for setting in axes.task_settings(task):
+            for layout in axes.mixers or default_layouts():
+                for seq_len in setting.seq_lens:
+                    for dim in setting.dims:
+                        for lr in axes.lrs:
+                            for weight_decay in axes.weight_decays:
+                                for seed in axes.seeds:
+                                    runs.append(TrainingRun(
+                                        task, setting.options, layout, seq_len, dim, axes.layers,
+                                        axes.ffn_ratio * dim, axes.norm, axes.shift, setting.batch, setting.steps,
+                                        lr, seed, axes.dtype, device, weight_decay=weight_decay))
     return runs

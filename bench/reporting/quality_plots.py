@@ -1,8 +1,10 @@
 """The speed–accuracy frontier per task (FNet's Figure: accuracy against training speed), drawn from quality.csv.
 
-Left: test accuracy against the median training-step time, each layout a line across model widths, the
-bars spanning the seeds' lowest and highest accuracy, the front as a staircase and the task's baseline as
-a dashed line. Right: the same accuracy against parameters.
+Left: test accuracy against the median training-step time, each layout a line across model widths (FNet's
+figure: small models of one mixer against larger ones of another), the bars spanning the seeds' lowest and
+highest accuracy, the front over every layout and width as a staircase (runs that did not beat the baseline by
+`quality.LEARNED_MARGIN` are never on it) and the task's baseline as a dashed line. Right: the same accuracy
+against parameters.
 """
 
 from __future__ import annotations
@@ -56,12 +58,16 @@ def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str):
     x1 = axes[0].get_xlim()[1]
     axes[0].step(np.r_[times, x1], np.r_[accuracies, accuracies[-1]], where="post", color="0.15", linewidth=1.1,
                  linestyle=":", zorder=1)
-    for layout, time_ms, accuracy in zip(points["layout"], times, accuracies):
-        axes[0].annotate(layout, (time_ms, accuracy), xytext=(4, 4), textcoords="offset points", fontsize=7,
+    widths = rows["dim"].nunique() > 1
+    for layout, dim, time_ms, accuracy in zip(points["layout"], points["dim"], times, accuracies):
+        name = f"{layout} d={int(dim)}" if widths else layout
+        axes[0].annotate(name, (time_ms, accuracy), xytext=(4, 4), textcoords="offset points", fontsize=7,
                          fontweight="bold")
     axes[0].set_ylabel("test accuracy (best rate on validation; bars: seeds' min–max)")
     extra = [Line2D([], [], color="0.35", linestyle="--", label=f"baseline ({baseline:.0%})"),
-             Line2D([], [], color="0.15", linestyle=":", label="speed–accuracy front\n(bold names are on it)")]
+             Line2D([], [], color="0.15", linestyle=":",
+                    label="speed–accuracy front over every width\n(bold names are on it; only runs that\n"
+                          f"beat the baseline by {quality.LEARNED_MARGIN:.0%})")]
     style.legend(fig, [handles[m] for m in style.mixer_order(handles)] + extra, top=style.TOP + 0.1,
                  title="a line joins a layout's widths")
     style.title(fig, f"Speed–accuracy frontier: {task}, {int(seq_len)} tokens\n{device_name}")
