@@ -251,26 +251,67 @@ class QualityAxes:
 
 
 HYBRID = "fft+attention:1"  # FNet-Hybrid's attention-on-top, in a 2-layer model: the last layer
+# The built-in mixers with a causal form (bench.models builds causal models for causal tasks; the others refuse).
+CAUSAL_MIXERS = ("attention", "linear-attention", "mamba", "hyena", "pool", "linear", "mlp-mixer", "gmlp")
+MAD_TASKS = ("in-context-recall", "fuzzy-recall", "noisy-recall", "selective-copying", "compression", "memorization")
+MAD_LRS = (1e-4, 5e-4, 1e-3)  # MAD's grid (athms/mad-lab `make_benchmark_mad_configs`): lr x weight decay
+MAD_WEIGHT_DECAYS = (0.0, 0.1)
+
+
+def _mad_settings(steps: int, memorization_steps: int) -> tuple[tuple[str, TaskSetting], ...]:
+    """MAD's benchmark settings (athms/mad-lab `configs/tasks/*.yml`): each task's baseline, then each change to it
+    (vocabulary, length, noise, tokens to copy) one at a time. MAD's changes of num_train_examples are left out:
+    our generators draw fresh examples every step. Our compression is twice MAD's length (its causal form)."""
+    def each(task, seq_len, base, changes=(), lengths=()):
+        found = [(task, TaskSetting((seq_len,), (128,), steps, ",".join(f"{k}={v}" for k, v in base.items())))]
+        for name, value in changes:
+            options = {**base, name: value}
+            found.append((task, TaskSetting((seq_len,), (128,), steps, ",".join(f"{k}={v}" for k, v in options.items()))))
+        found += [(task, TaskSetting((n,), (128,), steps, ",".join(f"{k}={v}" for k, v in base.items()))) for n in lengths]
+        return found
+
+    vocabularies = [("vocab_size", v) for v in (32, 64, 128)]
+    return tuple(
+        each("in-context-recall", 128, {"vocab_size": 16}, vocabularies, (256, 512, 1024))
+        + each("fuzzy-recall", 128, {"vocab_size": 16}, vocabularies, (256, 512, 1024))
+        + each("noisy-recall", 128, {"vocab_size": 32, "noise_vocab_size": 16, "frac_noise": 0.2},
+               [("vocab_size", v) for v in (48, 80, 144)] + [("frac_noise", f) for f in (0.4, 0.6, 0.8)],
+               (256, 512, 1024))
+        + each("selective-copying", 256, {"vocab_size": 16, "num_tokens_to_copy": 16},
+               vocabularies + [("num_tokens_to_copy", k) for k in (32, 64, 96)], (512, 1024))
+        + each("compression", 64, {"vocab_size": 16}, vocabularies, (128, 256, 512))
+        + [(task, replace(setting, steps=memorization_steps))
+           for task, setting in each("memorization", 32, {"vocab_size": 256},
+                                     [("vocab_size", v) for v in (512, 1024, 2048, 4096, 8192)])])
+
+
+def _zoology(lengths, widths, steps, vocab_size):
+    """Zoology Figure 2's panels (length, key-value pairs) of causal MQAR at the given widths."""
+    pairs = {64: 4, 128: 8, 256: 16, 512: 64}
+    return tuple(("mqar-causal", TaskSetting((n,), widths, steps, f"vocab_size={vocab_size},num_kv_pairs={pairs[n]}"))
+                 for n in lengths)
+
 
 QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
     "cpu": ("every mixer and FNet-Hybrid on MQAR (64 tokens, vocabulary 256, 8 pairs; 800 steps) and majority "
-            "(64 tokens; 300 steps): 2 layers, d=64, peri-norm with the previous-token shift, batch 32, lr 1e-3 "
-            "and 3e-3, seeds 0 and 1; 136 runs, about an hour on 2 cores for all mixers, minutes for a few",
-            QualityAxes(tasks=("mqar", "majority"), lrs=(1e-3, 3e-3),
-                        settings=(("mqar", TaskSetting((64,), (64,), 800)), ("majority", TaskSetting((64,), (64,), 300)),
+            "(64 tokens; 300 steps) at widths 32 and 64: 2 layers, peri-norm with the previous-token shift, batch 32, "
+            "lr 1e-3 and 3e-3, seed 0; 136 runs, about an hour on 2 cores for all mixers, minutes for a few",
+            QualityAxes(tasks=("mqar", "majority"), lrs=(1e-3, 3e-3), seeds=(0,),
+                        settings=(("mqar", TaskSetting((64,), (32, 64), 800)),
+                                  ("majority", TaskSetting((64,), (32, 64), 300)),
                                   ("listops", TaskSetting((128,), (64,), 1500))))),
     "quick": ("what `make bench` trains, sized to finish in minutes on 2 cores: every mixer and FNet-Hybrid on "
-              "MQAR (32 tokens, vocabulary 64, 8 pairs, d=64, 400 steps of batch 16) and majority (32 tokens, d=32, "
-              "150 steps of batch 32): 2 layers, peri-norm with the previous-token shift, lr 3e-3, seeds 0 and 1; "
-              "68 runs",
-              QualityAxes(tasks=("mqar", "majority"),
-                          settings=(("mqar", TaskSetting((32,), (64,), 400, "vocab_size=64", batch=16)),
-                                    ("majority", TaskSetting((32,), (32,), 150))))),
+              "MQAR (32 tokens, vocabulary 64, 8 pairs, widths 32 and 64, 400 steps of batch 16) and majority "
+              "(32 tokens, widths 16 and 32, 150 steps of batch 32): 2 layers, peri-norm with the previous-token "
+              "shift, lr 3e-3, seed 0; 68 runs",
+              QualityAxes(tasks=("mqar", "majority"), seeds=(0,),
+                          settings=(("mqar", TaskSetting((32,), (32, 64), 400, "vocab_size=64", batch=16)),
+                                    ("majority", TaskSetting((32,), (16, 32), 150))))),
     "gpu": ("what `make bench` trains on a GPU, sized with the `gpu` sweep to finish within 15 minutes on one H100: "
-            "every mixer and FNet-Hybrid on MQAR (256 tokens, d=128, 800 steps of batch 64), lr 1e-3, seeds 0 and 1, "
-            "bfloat16; 34 runs",
-            QualityAxes(tasks=("mqar",), settings=(("mqar", TaskSetting((256,), (128,), 800)),),
-                        batch=64, lrs=(1e-3,), seeds=(0, 1), dtype="bfloat16", timeout_s=300.0)),
+            "every mixer and FNet-Hybrid on MQAR (256 tokens, widths 64, 128 and 256, 600 steps of batch 64), "
+            "lr 1e-3, seed 0, bfloat16; 51 runs",
+            QualityAxes(tasks=("mqar",), settings=(("mqar", TaskSetting((256,), (64, 128, 256), 600)),),
+                        batch=64, lrs=(1e-3,), seeds=(0,), dtype="bfloat16", timeout_s=300.0)),
     "gpu-full": ("every mixer and FNet-Hybrid on MQAR at Zoology's sizes and ListOps at LRA's length 2000: 2 layers, "
                  "widths 64-256, learning-rate grid, 3 seeds; 918 runs, hours on one GPU",
                  QualityAxes(tasks=("mqar", "listops", "majority"),
@@ -284,6 +325,45 @@ QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
                                  settings=(("mqar", TaskSetting((256,), (128,), 1500)),
                                            ("listops", TaskSetting((1000,), (128,), 1500))),
                                  batch=64, lrs=(1e-3,), seeds=(0, 1), dtype="bfloat16", timeout_s=900.0)),
+    "mad-cpu": ("MAD's six tasks at their baseline settings (vocabulary 16, 128 tokens; noisy recall 32 with 16 noise "
+                "ids; selective copying 256 tokens; compression 2 x 32 tokens; memorization vocabulary 256, 32 "
+                "tokens) for every causal mixer, sized for 30 minutes on 2 cores: width 64, 2 layers, batch 32, "
+                "500 steps (selective copying 300, compression and memorization 600) instead of MAD's 200 epochs, "
+                "MAD's grid cut to lr 1e-3 and weight decay 0, seed 0; 48 runs",
+                QualityAxes(tasks=MAD_TASKS, mixers=CAUSAL_MIXERS, batch=32, lrs=(1e-3,),
+                            weight_decays=(0.0,), seeds=(0,), timeout_s=1200.0,
+                            settings=(("in-context-recall", TaskSetting((128,), (64,), 500, "vocab_size=16")),
+                                      ("fuzzy-recall", TaskSetting((128,), (64,), 500, "vocab_size=16")),
+                                      ("noisy-recall", TaskSetting(
+                                          (128,), (64,), 500, "vocab_size=32,noise_vocab_size=16,frac_noise=0.2")),
+                                      ("selective-copying", TaskSetting(
+                                          (256,), (64,), 300, "vocab_size=16,num_tokens_to_copy=16")),
+                                      ("compression", TaskSetting((64,), (64,), 600, "vocab_size=16")),
+                                      ("memorization", TaskSetting((32,), (64,), 600, "vocab_size=256"))))),
+    "mad": ("MAD's benchmark at its own sizes, for a GPU: its six tasks at each baseline and each change of vocabulary, "
+            "length, noise and tokens to copy (46 settings; MAD's smaller training sets are left out: our generators "
+            "draw fresh examples), every causal mixer, width 128, 2 layers, batch 128, 20,000 steps (MAD's 200 epochs "
+            "of 12,800 examples; memorization 400: 200 epochs of 256), lr 1e-4, 5e-4, 1e-3 x weight decay 0 and 0.1, "
+            "seed 0, bfloat16; 2208 runs, days on one GPU",
+            QualityAxes(tasks=MAD_TASKS, mixers=CAUSAL_MIXERS, settings=_mad_settings(20000, 400), batch=128,
+                        lrs=MAD_LRS, weight_decays=MAD_WEIGHT_DECAYS, seeds=(0,), dtype="bfloat16",
+                        timeout_s=7200.0)),
+    "zoology": ("Zoology's Figure 2 for a GPU: causal MQAR (mqar-causal) at (tokens, pairs) (64, 4), (128, 8), "
+                "(256, 16) and (512, 64), vocabulary 8192, widths 64, 128, 256 and 512, every causal mixer, 2 layers, "
+                "5000 steps of batch 256 (Zoology: up to ~12.5k), lr 1e-4, 5e-4, 2e-3 and 1e-2, weight decay 0.1, "
+                "seed 0, bfloat16; 512 runs, hours on one GPU",
+                QualityAxes(tasks=("mqar-causal",), mixers=CAUSAL_MIXERS,
+                            settings=_zoology((64, 128, 256, 512), (64, 128, 256, 512), 5000, 8192), batch=256,
+                            lrs=(1e-4, 5e-4, 2e-3, 1e-2), seeds=(0,), dtype="bfloat16", timeout_s=3600.0)),
+    "zoology-cpu": ("Zoology's Figure 2 in kind on 2 cores: causal MQAR at (tokens, pairs) (64, 4) and (128, 8), "
+                    "vocabulary 256 (Zoology's 8192 would spend most of a CPU step in the output layer), widths 32, "
+                    "64 and 128, attention, linear-attention, hyena, pool and gmlp (mamba's sequential scan costs "
+                    "10x on a CPU; the GPU preset has it), 2 layers, 800 steps of batch 32, lr 1e-3 and 3e-3, weight "
+                    "decay 0.1, seed 0; 60 runs, about 30 minutes",
+                    QualityAxes(tasks=("mqar-causal",),
+                                mixers=("attention", "linear-attention", "hyena", "pool", "gmlp"),
+                                settings=_zoology((64, 128), (32, 64, 128), 800, 256), batch=32, lrs=(1e-3, 3e-3),
+                                seeds=(0,), timeout_s=1800.0)),
 }
 
 

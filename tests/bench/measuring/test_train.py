@@ -254,3 +254,19 @@ def test_a_quality_row_gives_back_its_run():
     row = {key: str(value) for key, value in run.as_dict().items()}
     assert TrainingRun.from_row(row) == run
     assert TrainingRun.from_row({**row, "shift": "False"}).shift is False
+
+
+def test_a_run_trains_with_its_own_weight_decay(monkeypatch):
+    made = []
+    real = torch.optim.AdamW
+
+    def recording(params, **options):
+        made.append(options["weight_decay"])
+        return real(params, **options)
+
+    monkeypatch.setattr(torch.optim, "AdamW", recording)
+    train.train(dataclasses.replace(run_of(steps=2), weight_decay=0.0))
+    train.train(run_of(steps=2))
+    assert made == [0.0, 0.1]
+    row = {key: str(value) for key, value in dataclasses.replace(run_of(), weight_decay=0.0).as_dict().items()}
+    assert TrainingRun.from_row(row).weight_decay == 0.0
