@@ -170,7 +170,7 @@ def summary(best: pd.DataFrame) -> list[str]:
             text += (f". The fastest layout within {100 * NEAR_BEST:.0f} points of the best accuracy is "
                      f"{_run_name(close, group)} ({_percent(close['accuracy'])}, "
                      f"{top['step_ms'] / close['step_ms']:.1f}× the speed of {_run_name(top, group)})")
-        elif close is not None:
+        elif close is not None and (ok["step_ms"] < top["step_ms"]).any():
             text += (f". No faster layout comes within {100 * NEAR_BEST:.0f} points of it")
         points = front(group)
         fastest = points.iloc[0]
