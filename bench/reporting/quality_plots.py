@@ -45,6 +45,10 @@ def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str):
             low = y - line["accuracy_min"].to_numpy(float)
             high = line["accuracy_max"].to_numpy(float) - y
             mine = style.mixer_style(layout)
+            if column == "params" and rows["dim"].nunique() > 1:
+                for x_at, y_at, dim in zip(x, y, line["dim"]):
+                    ax.annotate(f"d={int(dim)}", (x_at, y_at), xytext=(3, -9), textcoords="offset points",
+                                fontsize=6, color="0.4")
             handles[layout] = ax.errorbar(x, y, yerr=[low, high], linewidth=1.4, markersize=6, capsize=2,
                                           label=layout, color=mine["color"], marker=mine["marker"])
         baseline = float(rows["baseline"].iloc[0])
@@ -66,8 +70,8 @@ def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str):
     axes[0].set_ylabel("test accuracy (best rate on validation; bars: seeds' min–max)")
     extra = [Line2D([], [], color="0.35", linestyle="--", label=f"baseline ({baseline:.0%})"),
              Line2D([], [], color="0.15", linestyle=":",
-                    label="speed–accuracy front over every width\n(bold names are on it; only runs that\n"
-                          f"beat the baseline by {quality.LEARNED_MARGIN:.0%})")]
+                    label=f"speed–accuracy front, all widths\n(bold names are on it;\nonly runs {quality.LEARNED_MARGIN:.0%}"
+                          "\nabove the baseline)")]
     style.legend(fig, [handles[m] for m in style.mixer_order(handles)] + extra, top=style.TOP + 0.1,
                  title="a line joins a layout's widths")
     style.title(fig, f"Speed–accuracy frontier: {task}, {int(seq_len)} tokens\n{device_name}")
