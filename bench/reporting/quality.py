@@ -9,7 +9,7 @@ Pure functions of the table (pandas only), like `bench.reporting.analysis`.
 - **Learned.** A task counts as learned by a layout when its mean test accuracy beats the task's baseline
   (chance, or the shortcut a mixer needs no recall for) by `LEARNED_MARGIN`; where no layout learns a task,
   the report says so instead of drawing a frontier of noise.
-- **Front.** Per task, a learned run (layout and width) is on the front when no other learned run is both faster
+- **Front.** Per task setting (options and length), a learned run (layout and width) is on the front when no other learned run is both faster
   (step_ms) and at least as accurate: the layouts a user with a given time budget per step should look at. A run
   at (or within `LEARNED_MARGIN` of) the baseline is never on it, however fast: it bought nothing.
 - **Near the best.** The written answer joins both frontiers: the fastest run within `NEAR_BEST` (absolute
@@ -30,6 +30,7 @@ import pandas as pd
 from bench.measuring import store
 
 LEARNED_MARGIN = 0.10  # absolute accuracy above the baseline
+PANEL_KEYS = ["task", "task_options", "seq_len"]  # one front (and one plot) per task setting and length
 NEAR_BEST = 0.05  # absolute accuracy: "the fastest layout within 5 points of the best"
 MAD_TASKS = ("in-context-recall", "fuzzy-recall", "noisy-recall", "selective-copying", "compression", "memorization")
 MAD_MEAN = "mean"  # the column of mad_scores() holding the mean over the six tasks
@@ -81,6 +82,7 @@ def best_runs(table: pd.DataFrame) -> pd.DataFrame:
         group = _grid(group)
         by_rate = group.groupby(GRID)["val_accuracy"].mean()
         lr, weight_decay = by_rate.idxmax()
+        tried = group["lr"].nunique()
         best = group[(group["lr"] == lr) & (group["weight_decay"] == weight_decay)]
         failed = table
         for column, value in zip(SIZE_KEYS, key):
@@ -93,7 +95,7 @@ def best_runs(table: pd.DataFrame) -> pd.DataFrame:
                          train_accuracy=best["train_accuracy"].mean(), baseline=best["baseline"].iloc[0],
                          params=best["params"].iloc[0], step_ms=best["step_ms"].median(),
                          tokens_per_s=best["tokens_per_s"].median(), train_s=best["train_s"].sum(),
-                         failed=int((failed["status"] != "ok").sum()), lrs_tried=len(by_rate)))
+                         failed=int((failed["status"] != "ok").sum()), lrs_tried=tried))
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -101,14 +103,14 @@ def front(best: pd.DataFrame) -> pd.DataFrame:
     """Per task (and length), the learned runs no other learned run beats in both step time and accuracy, fastest
     first; a run that did not beat its baseline by LEARNED_MARGIN is never on it."""
     keep = []
-    for _, group in best[learned(best)].groupby(["task", "seq_len"], sort=True):
+    for _, group in best[learned(best)].groupby(PANEL_KEYS, sort=True):
         top = -math.inf
         for index, accuracy in zip(*_by_speed(group)):
             if accuracy > top:
                 keep.append(index)
                 top = accuracy
-    result = best.loc[keep].sort_values(["task", "seq_len", "step_ms"]).reset_index(drop=True)
-    result["rank"] = result.groupby(["task", "seq_len"]).cumcount() + 1
+    result = best.loc[keep].sort_values([*PANEL_KEYS, "step_ms"]).reset_index(drop=True)
+    result["rank"] = result.groupby(PANEL_KEYS).cumcount() + 1
     return result
 
 
@@ -135,7 +137,8 @@ def learned(best: pd.DataFrame) -> pd.Series:
 
 def budgets(best: pd.DataFrame) -> pd.DataFrame:
     """Per task: from each front point's step time up, the layout to choose and the accuracy it buys."""
-    columns = ["task", "seq_len", "from_step_ms", "layout", "dim", "accuracy", "accuracy_min", "accuracy_max"]
+    columns = ["task", "task_options", "seq_len", "from_step_ms", "layout", "dim", "accuracy", "accuracy_min",
+               "accuracy_max"]
     table = front(best)
     return table.rename(columns={"step_ms": "from_step_ms"})[columns] if len(table) else pd.DataFrame(columns=columns)
 
@@ -147,10 +150,11 @@ def _percent(value: float) -> str:
 def summary(best: pd.DataFrame) -> list[str]:
     """Per task, one sentence: who is most accurate, who is fastest on the front and what it keeps of the best."""
     lines = []
-    for (task, seq_len), group in best.groupby(["task", "seq_len"], sort=True):
+    for (task, options, seq_len), group in best.groupby(PANEL_KEYS, sort=True):
         baseline = group["baseline"].iloc[0]
         ok = group[learned(group)]
-        lead = f"{task} at {int(seq_len)} tokens (baseline {_percent(baseline)})"
+        setting = f" [{options}]" if best[best["task"] == task]["task_options"].nunique() > 1 else ""
+        lead = f"{task}{setting} at {int(seq_len)} tokens (baseline {_percent(baseline)})"
         if ok.empty:
             top = group.sort_values("accuracy", ascending=False).iloc[0]
             lines.append(f"{lead}: no layout learned it within this budget (best: {top['layout']} at "

@@ -9,6 +9,7 @@ against parameters.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -20,18 +21,24 @@ from bench.reporting import quality, style
 KIND = "quality"
 
 
-def slug(task: str, seq_len) -> str:
-    return f"{KIND}__{task}_n{int(seq_len)}"
+def slug(task: str, seq_len, options: str = "") -> str:
+    """The plot's file name; `options` (a task trained at several settings) is added, as letters, digits, dots and underscores."""
+    tail = "_" + re.sub(r"[^A-Za-z0-9._]+", "-", options).strip("-") if options else ""
+    return f"{KIND}__{task}_n{int(seq_len)}{tail}"
 
 
-def frontier_plot(best: pd.DataFrame, task: str, seq_len, device_name: str, path: Path) -> Path | None:
+def frontier_plot(best: pd.DataFrame, task: str, seq_len, device_name: str, path: Path,
+                  options: str | None = None) -> Path | None:
     """Draw `frontier_figure` into `path`; None where there is nothing to draw."""
-    return style.save(frontier_figure(best, task, seq_len, device_name), path)
+    return style.save(frontier_figure(best, task, seq_len, device_name, options), path)
 
 
-def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str):
-    """Accuracy against step time and against parameters for one task; None where no layout learned it."""
+def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str, options: str | None = None):
+    """Accuracy against step time and against parameters for one task setting (`options`: the task's options, or
+    None for whichever it has); None where no layout learned it."""
     rows = best[(best["task"] == task) & (best["seq_len"] == seq_len)]
+    if options is not None:
+        rows = rows[rows["task_options"] == options]
     if rows.empty or not quality.learned(rows).any():
         return None
     fig, axes = style.figure(13, 5.4, ncols=2, gap=0.8, top=style.TOP + 0.1)
@@ -74,7 +81,8 @@ def frontier_figure(best: pd.DataFrame, task: str, seq_len, device_name: str):
                           "\nabove the baseline)")]
     style.legend(fig, [handles[m] for m in style.mixer_order(handles)] + extra, top=style.TOP + 0.1,
                  title="a line joins a layout's widths")
-    style.title(fig, f"Speed–accuracy frontier: {task}, {int(seq_len)} tokens\n{device_name}")
+    setting = f" [{options}]" if options else ""
+    style.title(fig, f"Speed–accuracy frontier: {task}{setting}, {int(seq_len)} tokens\n{device_name}")
     return fig
 
 
@@ -86,8 +94,12 @@ def draw(table: pd.DataFrame, out: Path) -> dict[tuple[str, tuple], Path]:
         return {}
     names = [n for n in table["device_name"] if n]
     manifest = {}
-    for (task, seq_len), _ in best.groupby(["task", "seq_len"], sort=True):
-        path = frontier_plot(best, task, seq_len, names[0] if names else "", out / f"{slug(task, seq_len)}.png")
+    for (task, options, seq_len), _ in best.groupby(quality.PANEL_KEYS, sort=True):
+        several = best[best["task"] == task]["task_options"].nunique() > 1  # only then is the setting named
+        name = slug(task, seq_len, options if several else "")
+        path = frontier_plot(best, task, seq_len, names[0] if names else "", out / f"{name}.png",
+                             options if several else None)
         if path is not None:
-            manifest[(KIND, (("task", task), ("seq_len", seq_len)))] = path
+            key = (("task", task), ("seq_len", seq_len)) + ((("task_options", options),) if several else ())
+            manifest[(KIND, key)] = path
     return manifest

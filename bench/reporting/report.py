@@ -283,8 +283,10 @@ def _quality_section(best: pd.DataFrame, env: dict, images: dict, table: pd.Data
                          f"is within {quality.LEARNED_MARGIN:.0%} of the baseline ({group['baseline'].iloc[0]:.0%}). "
                          "No frontier is drawn; a larger step budget or a GPU preset is needed.</p>")
         parts += [_image(path) for path in mine]
-        shown = group.sort_values(["seq_len", "accuracy"], ascending=[True, False])
-        parts.append(_folded(f"{task}: best rate per layout and width", shown, [
+        shown = group.sort_values(["task_options", "seq_len", "accuracy"], ascending=[True, True, False])
+        several = group["task_options"].nunique() > 1  # a task trained at several settings: each row says which
+        setting = [("task_options", "task options", "text")] if several else []
+        parts.append(_folded(f"{task}: best rate per layout and width", shown, setting + [
             ("layout", "layout", "text"), ("seq_len", "length", "len"), ("dim", "width", "num"),
             ("params", "parameters", "num"), ("accuracy", "test accuracy", "pct"), ("accuracy_min", "min", "pct"),
             ("accuracy_max", "max", "pct"), ("seeds", "seeds", "num"), ("baseline", "baseline", "pct"),
@@ -292,9 +294,9 @@ def _quality_section(best: pd.DataFrame, env: dict, images: dict, table: pd.Data
             ("batch", "batch", "num"),
             ("step_ms", "step (ms)", "num"),
             ("val_accuracy", "validation", "pct"), ("failed", "failed runs", "num")],
-            note=f"Task options: {group['task_options'].iloc[0] or 'the generator defaults'}."))
+            note="" if several else f"Task options: {group['task_options'].iloc[0] or 'the generator defaults'}."))
         front = quality.front(group)
-        parts.append(_folded(f"{task}: which layout at which time budget (the front)", front, [
+        parts.append(_folded(f"{task}: which layout at which time budget (the front)", front, setting + [
             ("step_ms", "from step time (ms)", "num"), ("layout", "choose", "text"), ("dim", "width", "num"),
             ("accuracy", "test accuracy", "pct"), ("seq_len", "length", "len")],
             note="Read down: with at least this much time per training step, this layout is the most accurate "

@@ -84,7 +84,7 @@ def test_the_best_point_of_the_rate_by_weight_decay_grid_is_chosen_on_validation
         run("attention", 3e-3, 0, accuracy=0.40, val=0.40, step_ms=10, weight_decay=0.1),
     )).iloc[0]
     assert (best["lr"], best["weight_decay"]) == (1e-3, 0.1) and best["accuracy"] == pytest.approx(0.8)
-    assert best["lrs_tried"] == 4
+    assert best["lrs_tried"] == 2  # rates tried (each at two weight decays)
 
 
 def test_a_table_without_a_weight_decay_column_still_has_a_best_rate():
@@ -149,3 +149,20 @@ def test_mad_score_is_the_best_grid_point_per_setting_then_the_mean_over_setting
 
 def test_no_mad_task_no_mad_score():
     assert quality.mad_scores(table(run("fft", 1e-3, 0, 0.3, 0.3, 1.0))).empty
+
+
+def test_a_task_at_several_settings_has_a_front_and_a_plot_per_setting(tmp_path, monkeypatch):
+    monkeypatch.setattr(style, "DPI", 30)
+    rows = [run(layout, 1e-3, 0, acc, acc, ms, task="in-context-recall", options=options, seq_len=128)
+            for options, scale in (("vocab_size=16", 1.0), ("vocab_size=64", 0.5))
+            for layout, acc, ms in (("pool", 0.5 * scale, 1.0), ("attention", 0.95 * scale, 4.0))]
+    best = quality.best_runs(table(*rows))
+    front = quality.front(best)
+    assert sorted(zip(front["task_options"], front["layout"])) == [  # one front would drop both vocab_size=64 runs
+        ("vocab_size=16", "attention"), ("vocab_size=16", "pool"), ("vocab_size=64", "attention"),
+        ("vocab_size=64", "pool")]
+    lines = quality.summary(best)
+    assert len(lines) == 2 and lines[0].startswith("in-context-recall [vocab_size=16] at 128 tokens")
+    manifest = quality_plots.draw(table(*rows), tmp_path)
+    assert sorted(path.name for path in manifest.values()) == [
+        "quality__in-context-recall_n128_vocab_size-16.png", "quality__in-context-recall_n128_vocab_size-64.png"]
