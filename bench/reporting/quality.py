@@ -103,14 +103,15 @@ def front(best: pd.DataFrame) -> pd.DataFrame:
     """Per task (and length), the learned runs no other learned run beats in both step time and accuracy, fastest
     first; a run that did not beat its baseline by LEARNED_MARGIN is never on it."""
     keep = []
-    for _, group in best[learned(best)].groupby(PANEL_KEYS, sort=True):
+    panel = [key for key in PANEL_KEYS if key in best]  # a hand-made table may lack task_options
+    for _, group in best[learned(best)].groupby(panel, sort=True):
         top = -math.inf
         for index, accuracy in zip(*_by_speed(group)):
             if accuracy > top:
                 keep.append(index)
                 top = accuracy
-    result = best.loc[keep].sort_values([*PANEL_KEYS, "step_ms"]).reset_index(drop=True)
-    result["rank"] = result.groupby(PANEL_KEYS).cumcount() + 1
+    result = best.loc[keep].sort_values([*panel, "step_ms"]).reset_index(drop=True)
+    result["rank"] = result.groupby(panel).cumcount() + 1
     return result
 
 
