@@ -261,21 +261,21 @@ def plan_quality(preset: str | None = None, *, tasks=None, layouts=None, seq_len
                  steps=None, lrs=None, seeds=None, batch=None, norm=None, shift=None, device: str = "auto",
                  out: str | Path | None = None, timeout_s: float | None = None, workers=None,
                  devices=None, threads=None, backend: str = "local", ray_address: str | None = None,
-                 gpu_type: str | None = None, dry_run: bool = False) -> QualityPlan:
+                 gpu_type: str | None = None, dry_run: bool = False, weight_decays=None) -> QualityPlan:
     """Validate the input of a quality run and expand it into training runs; raises PlanError (one line).
     `dry_run=True` plans for `device` as named and touches nothing, as `plan_sweep`'s."""
     threads = parse_int(threads, "threads") if threads is not None else None
     chosen = LocalBackend() if dry_run else _backend(backend, ray_address, gpu_type, devices)
     try:
         return _plan_quality(chosen, preset, tasks, layouts, seq_lens, dims, layers, steps, lrs, seeds, batch, norm,
-                             shift, device, out, timeout_s, workers, devices, threads, dry_run)
+                             shift, device, out, timeout_s, workers, devices, threads, dry_run, weight_decays)
     except BaseException:
         chosen.close()
         raise
 
 
 def _plan_quality(chosen, preset, tasks, layouts, seq_lens, dims, layers, steps, lrs, seeds, batch, norm, shift, device,
-                  out, timeout_s, workers, devices, threads, dry_run=False) -> QualityPlan:
+                  out, timeout_s, workers, devices, threads, dry_run=False, weight_decays=None) -> QualityPlan:
     remote = chosen.name != "local"
     device = chosen.device(device) if remote else _dry_device(device) if dry_run else plan.resolve_device(device)
     if preset is None:
@@ -293,6 +293,7 @@ def _plan_quality(chosen, preset, tasks, layouts, seq_lens, dims, layers, steps,
         layers=parse_int(layers, "layers") if layers is not None else None,
         steps=parse_int(steps, "steps") if steps is not None else None,
         lrs=parse_floats(lrs, "lrs") if lrs is not None else None,
+        weight_decays=plan.parse_weight_decays(weight_decays) if weight_decays is not None else None,
         seeds=parse_ints(seeds, "seeds", allow_zero=True) if seeds is not None else None,
         batch=parse_int(batch, "batch") if batch is not None else None,
         norm=parse_names(norm, "norm", NORMS)[0] if norm is not None else None,
@@ -306,11 +307,11 @@ def _plan_quality(chosen, preset, tasks, layouts, seq_lens, dims, layers, steps,
             raise PlanError(f"layout {text} puts {layout.top} in the last {layout.top_layers} layers, but the "
                             f"model has {axes.layers} (--layers); K must be at most the layer count")
     for task in axes.tasks:
-        setting = axes.setting(task)
-        for seq_len in setting.seq_lens:
-            support = task_registry.get(task).supports(seq_len, **parse_options(setting.options))
-            if not support:
-                raise PlanError(f"task {task} cannot run at --seq-lens {seq_len}: {support.reason}")
+        for setting in axes.task_settings(task):
+            for seq_len in setting.seq_lens:
+                support = task_registry.get(task).supports(seq_len, **parse_options(setting.options))
+                if not support:
+                    raise PlanError(f"task {task} cannot run at --seq-lens {seq_len}: {support.reason}")
     runs = plan.expand_quality(axes, device)
     if dry_run:
         return QualityPlan(preset, device, axes, runs, Path(out) if out is not None else None, [], (), chosen)
@@ -334,7 +335,7 @@ def run_quality(quality_plan: QualityPlan, *, progress=None) -> runner.SweepRepo
     """Train a planned quality run into its folder's quality.csv (resuming it)."""
     axes = quality_plan.axes
     settings = {"tasks": list(axes.tasks), "layers": axes.layers, "norm": axes.norm, "shift": axes.shift,
-                "lrs": list(axes.lrs), "seeds": list(axes.seeds),
+                "lrs": list(axes.lrs), "weight_decays": list(axes.weight_decays), "seeds": list(axes.seeds),
                 "per_task": {task: {"seq_lens": list(s.seq_lens), "dims": list(s.dims), "steps": s.steps,
                                     "batch": s.batch, "options": s.options}
                              for task, s in ((task, axes.setting(task)) for task in axes.tasks)}}

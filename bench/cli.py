@@ -167,7 +167,7 @@ def _sweep_axes(args) -> dict:
 def _quality_axes(args) -> dict:
     return dict(tasks=args.tasks, layouts=args.mixers, seq_lens=args.seq_lens, dims=args.dims, layers=args.layers,
                 steps=args.steps, lrs=args.lrs, seeds=args.seeds, batch=args.batch, norm=args.norm, shift=args.shift,
-                out=args.out, timeout_s=args.timeout)
+                out=args.out, timeout_s=args.timeout, weight_decays=args.weight_decays)
 
 
 def _dry_run(args) -> int:
@@ -353,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--layers", help="encoder layers")
     quality.add_argument("--steps", help="training steps per run")
     quality.add_argument("--lrs", help="comma-separated peak learning rates (the best on validation is reported)")
+    quality.add_argument("--weight-decays", help="comma-separated AdamW weight decays, a grid like --lrs "
+                         "(default: the preset's, 0.1 unless it says otherwise)")
     quality.add_argument("--seeds", help="comma-separated seeds (model initialisation and training data)")
     quality.add_argument("--batch", help="training batch size")
     quality.add_argument("--norm", help=f"LayerNorm placement: {', '.join(NORMS)} (preset's)")

@@ -10,6 +10,7 @@ see `bench.models`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -17,6 +18,7 @@ import torch
 import mixers
 from bench import models
 from bench.measuring.points import DEVICES, MODES, SCOPES, PlanError, Point, TrainingRun, items
+from bench.measuring.points import DEFAULT_WEIGHT_DECAY
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,9 @@ class TaskSetting:
 class QualityAxes:
     """The axes of a quality run; their product is the list of training runs.
 
-    `seq_lens`, `dims` and `steps`, where given, apply to every task and replace the task settings'.
+    `settings` may name a task more than once: each entry is one setting of it (MAD scores a task as the mean
+    over its settings). `seq_lens`, `dims` and `steps`, where given, apply to every task and replace the task
+    settings'.
     """
 
     tasks: tuple[str, ...] = ("mqar",)
@@ -227,42 +231,88 @@ class QualityAxes:
     norm: str = "peri"  # LayerNorm on each sublayer's input and output (bench.models.blocks), every layout alike
     shift: bool = True  # the previous-token shift (bench.models.Encoder), for every layout alike
     lrs: tuple[float, ...] = (3e-3,)
+    weight_decays: tuple[float, ...] = (DEFAULT_WEIGHT_DECAY,)  # AdamW's (decoupled) weight decay; a grid like lrs
     seeds: tuple[int, ...] = (0, 1)
     dtype: str = "float32"
     timeout_s: float = 900.0
     workers: int | None = None  # None: 2 on a CPU (one thread each), 1 per GPU
 
     def setting(self, task: str) -> TaskSetting:
-        """The task's setting with the axes given for every task applied."""
-        found = dict(self.settings).get(task)
-        if found is None and not self.seq_lens:
+        """The task's (first) setting with the axes given for every task applied."""
+        return self.task_settings(task)[0]
+
+    def task_settings(self, task: str) -> list[TaskSetting]:
+        """Every setting of the task in this preset, in order, with the axes given for every task applied."""
+        found = [setting for name, setting in self.settings if name == task]
+        if not found and not self.seq_lens:
             raise PlanError(f"no length for task {task!r} in this preset; give --seq-lens")
-        found = found or TaskSetting(self.seq_lens)
-        return replace(found, seq_lens=self.seq_lens or found.seq_lens, dims=self.dims or found.dims,
-                       steps=self.steps or found.steps, batch=self.batch or found.batch or 32)
+        return [replace(setting, seq_lens=self.seq_lens or setting.seq_lens, dims=self.dims or setting.dims,
+                        steps=self.steps or setting.steps, batch=self.batch or setting.batch or 32)
+                for setting in found or [TaskSetting(self.seq_lens)]]
 
 
 HYBRID = "fft+attention:1"  # FNet-Hybrid's attention-on-top, in a 2-layer model: the last layer
+# The built-in mixers with a causal form (bench.models builds causal models for causal tasks; the others refuse).
+CAUSAL_MIXERS = ("attention", "linear-attention", "mamba", "hyena", "pool", "linear", "mlp-mixer", "gmlp")
+MAD_TASKS = ("in-context-recall", "fuzzy-recall", "noisy-recall", "selective-copying", "compression", "memorization")
+MAD_LRS = (1e-4, 5e-4, 1e-3)  # MAD's grid (athms/mad-lab `make_benchmark_mad_configs`): lr x weight decay
+MAD_WEIGHT_DECAYS = (0.0, 0.1)
+
+
+def _mad_settings(steps: int, memorization_steps: int) -> tuple[tuple[str, TaskSetting], ...]:
+    """MAD's benchmark settings (athms/mad-lab `configs/tasks/*.yml`): each task's baseline, then each change to it
+    (vocabulary, length, noise, tokens to copy) one at a time. MAD's changes of num_train_examples are left out:
+    our generators draw fresh examples every step. Our compression is twice MAD's length (its causal form)."""
+    def each(task, seq_len, base, changes=(), lengths=()):
+        found = [(task, TaskSetting((seq_len,), (128,), steps, ",".join(f"{k}={v}" for k, v in base.items())))]
+        for name, value in changes:
+            options = {**base, name: value}
+            found.append((task, TaskSetting((seq_len,), (128,), steps, ",".join(f"{k}={v}" for k, v in options.items()))))
+        found += [(task, TaskSetting((n,), (128,), steps, ",".join(f"{k}={v}" for k, v in base.items()))) for n in lengths]
+        return found
+
+    vocabularies = [("vocab_size", v) for v in (32, 64, 128)]
+    return tuple(
+        each("in-context-recall", 128, {"vocab_size": 16}, vocabularies, (256, 512, 1024))
+        + each("fuzzy-recall", 128, {"vocab_size": 16}, vocabularies, (256, 512, 1024))
+        + each("noisy-recall", 128, {"vocab_size": 32, "noise_vocab_size": 16, "frac_noise": 0.2},
+               [("vocab_size", v) for v in (48, 80, 144)] + [("frac_noise", f) for f in (0.4, 0.6, 0.8)],
+               (256, 512, 1024))
+        + each("selective-copying", 256, {"vocab_size": 16, "num_tokens_to_copy": 16},
+               vocabularies + [("num_tokens_to_copy", k) for k in (32, 64, 96)], (512, 1024))
+        + each("compression", 64, {"vocab_size": 16}, vocabularies, (128, 256, 512))
+        + [(task, replace(setting, steps=memorization_steps))
+           for task, setting in each("memorization", 32, {"vocab_size": 256},
+                                     [("vocab_size", v) for v in (512, 1024, 2048, 4096, 8192)])])
+
+
+def _zoology(lengths, widths, steps, vocab_size):
+    """Zoology Figure 2's panels (length, key-value pairs) of causal MQAR at the given widths."""
+    pairs = {64: 4, 128: 8, 256: 16, 512: 64}
+    return tuple(("mqar-causal", TaskSetting((n,), widths, steps, f"vocab_size={vocab_size},num_kv_pairs={pairs[n]}"))
+                 for n in lengths)
+
 
 QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
     "cpu": ("every mixer and FNet-Hybrid on MQAR (64 tokens, vocabulary 256, 8 pairs; 800 steps) and majority "
-            "(64 tokens; 300 steps): 2 layers, d=64, peri-norm with the previous-token shift, batch 32, lr 1e-3 "
-            "and 3e-3, seeds 0 and 1; 136 runs, about an hour on 2 cores for all mixers, minutes for a few",
-            QualityAxes(tasks=("mqar", "majority"), lrs=(1e-3, 3e-3),
-                        settings=(("mqar", TaskSetting((64,), (64,), 800)), ("majority", TaskSetting((64,), (64,), 300)),
+            "(64 tokens; 300 steps) at widths 32 and 64: 2 layers, peri-norm with the previous-token shift, batch 32, "
+            "lr 1e-3 and 3e-3, seed 0; 136 runs, about an hour on 2 cores for all mixers, minutes for a few",
+            QualityAxes(tasks=("mqar", "majority"), lrs=(1e-3, 3e-3), seeds=(0,),
+                        settings=(("mqar", TaskSetting((64,), (32, 64), 800)),
+                                  ("majority", TaskSetting((64,), (32, 64), 300)),
                                   ("listops", TaskSetting((128,), (64,), 1500))))),
     "quick": ("what `make bench` trains, sized to finish in minutes on 2 cores: every mixer and FNet-Hybrid on "
-              "MQAR (32 tokens, vocabulary 64, 8 pairs, d=64, 400 steps of batch 16) and majority (32 tokens, d=32, "
-              "150 steps of batch 32): 2 layers, peri-norm with the previous-token shift, lr 3e-3, seeds 0 and 1; "
-              "68 runs",
-              QualityAxes(tasks=("mqar", "majority"),
-                          settings=(("mqar", TaskSetting((32,), (64,), 400, "vocab_size=64", batch=16)),
-                                    ("majority", TaskSetting((32,), (32,), 150))))),
+              "MQAR (32 tokens, vocabulary 64, 8 pairs, widths 32 and 64, 400 steps of batch 16) and majority "
+              "(32 tokens, widths 16 and 32, 150 steps of batch 32): 2 layers, peri-norm with the previous-token "
+              "shift, lr 3e-3, seed 0; 68 runs",
+              QualityAxes(tasks=("mqar", "majority"), seeds=(0,),
+                          settings=(("mqar", TaskSetting((32,), (32, 64), 400, "vocab_size=64", batch=16)),
+                                    ("majority", TaskSetting((32,), (16, 32), 150))))),
     "gpu": ("what `make bench` trains on a GPU, sized with the `gpu` sweep to finish within 15 minutes on one H100: "
-            "every mixer and FNet-Hybrid on MQAR (256 tokens, d=128, 800 steps of batch 64), lr 1e-3, seeds 0 and 1, "
-            "bfloat16; 34 runs",
-            QualityAxes(tasks=("mqar",), settings=(("mqar", TaskSetting((256,), (128,), 800)),),
-                        batch=64, lrs=(1e-3,), seeds=(0, 1), dtype="bfloat16", timeout_s=300.0)),
+            "every mixer and FNet-Hybrid on MQAR (256 tokens, widths 64, 128 and 256, 600 steps of batch 64), "
+            "lr 1e-3, seed 0, bfloat16; 51 runs",
+            QualityAxes(tasks=("mqar",), settings=(("mqar", TaskSetting((256,), (64, 128, 256), 600)),),
+                        batch=64, lrs=(1e-3,), seeds=(0,), dtype="bfloat16", timeout_s=300.0)),
     "gpu-full": ("every mixer and FNet-Hybrid on MQAR at Zoology's sizes and ListOps at LRA's length 2000: 2 layers, "
                  "widths 64-256, learning-rate grid, 3 seeds; 918 runs, hours on one GPU",
                  QualityAxes(tasks=("mqar", "listops", "majority"),
@@ -276,6 +326,47 @@ QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
                                  settings=(("mqar", TaskSetting((256,), (128,), 1500)),
                                            ("listops", TaskSetting((1000,), (128,), 1500))),
                                  batch=64, lrs=(1e-3,), seeds=(0, 1), dtype="bfloat16", timeout_s=900.0)),
+    "mad-cpu": ("MAD's six tasks at their baseline settings (vocabulary 16, 128 tokens; noisy recall 32 with 16 noise "
+                "ids; selective copying 256 tokens; compression 2 x 32 tokens; memorization vocabulary 256, 32 "
+                "tokens) for every causal mixer, sized to finish within 30 minutes on 2 cores (about 20, an estimate "
+                "from timed steps; mamba's sequential scan is half of it): width 64, 2 layers, batch 32, "
+                "500 steps (selective copying 300, compression and memorization 600) instead of MAD's 200 epochs, "
+                "MAD's grid cut to lr 1e-3 and weight decay 0, seed 0; 48 runs",
+                QualityAxes(tasks=MAD_TASKS, mixers=CAUSAL_MIXERS, batch=32, lrs=(1e-3,),
+                            weight_decays=(0.0,), seeds=(0,), timeout_s=1200.0,
+                            settings=(("in-context-recall", TaskSetting((128,), (64,), 500, "vocab_size=16")),
+                                      ("fuzzy-recall", TaskSetting((128,), (64,), 500, "vocab_size=16")),
+                                      ("noisy-recall", TaskSetting(
+                                          (128,), (64,), 500, "vocab_size=32,noise_vocab_size=16,frac_noise=0.2")),
+                                      ("selective-copying", TaskSetting(
+                                          (256,), (64,), 300, "vocab_size=16,num_tokens_to_copy=16")),
+                                      ("compression", TaskSetting((64,), (64,), 600, "vocab_size=16")),
+                                      ("memorization", TaskSetting((32,), (64,), 600, "vocab_size=256"))))),
+    "mad": ("MAD's benchmark at its own sizes, for a GPU: its six tasks at each baseline and each change of vocabulary, "
+            "length, noise and tokens to copy (46 settings; MAD's smaller training sets are left out: our generators "
+            "draw fresh examples), every causal mixer, width 128, 2 layers, batch 128, 20,000 steps (MAD's 200 epochs "
+            "of 12,800 examples; memorization 400: 200 epochs of 256), lr 1e-4, 5e-4, 1e-3 x weight decay 0 and 0.1, "
+            "seed 0, bfloat16; 2208 runs, days on one GPU",
+            QualityAxes(tasks=MAD_TASKS, mixers=CAUSAL_MIXERS, settings=_mad_settings(20000, 400), batch=128,
+                        lrs=MAD_LRS, weight_decays=MAD_WEIGHT_DECAYS, seeds=(0,), dtype="bfloat16",
+                        timeout_s=7200.0)),
+    "zoology": ("Zoology's Figure 2 for a GPU: causal MQAR (mqar-causal) at (tokens, pairs) (64, 4), (128, 8), "
+                "(256, 16) and (512, 64), vocabulary 8192, widths 64, 128, 256 and 512, every causal mixer, 2 layers, "
+                "5000 steps of batch 256 (Zoology: up to ~12.5k), lr 1e-4, 5e-4, 2e-3 and 1e-2, weight decay 0.1, "
+                "seed 0, bfloat16; 512 runs, hours on one GPU",
+                QualityAxes(tasks=("mqar-causal",), mixers=CAUSAL_MIXERS,
+                            settings=_zoology((64, 128, 256, 512), (64, 128, 256, 512), 5000, 8192), batch=256,
+                            lrs=(1e-4, 5e-4, 2e-3, 1e-2), seeds=(0,), dtype="bfloat16", timeout_s=3600.0)),
+    "zoology-cpu": ("Zoology's Figure 2 in kind on 2 cores: causal MQAR at (tokens, pairs) (64, 4) and (128, 8), "
+                    "vocabulary 256 (Zoology's 8192 would spend most of a CPU step in the output layer), widths 32, "
+                    "64 and 128, attention, linear-attention, hyena, pool and gmlp (mamba's sequential scan costs "
+                    "10x on a CPU; the GPU preset has it), 2 layers, 800 steps of batch 32, lr 3e-3 (the rate `quick` "
+                    "trains MQAR with; Zoology sweeps four), weight decay 0.1, seed 0; 30 runs, about 20 minutes "
+                    "(an estimate from timed steps)",
+                    QualityAxes(tasks=("mqar-causal",),
+                                mixers=("attention", "linear-attention", "hyena", "pool", "gmlp"),
+                                settings=_zoology((64, 128), (32, 64, 128), 800, 256), batch=32, lrs=(3e-3,),
+                                seeds=(0,), timeout_s=1800.0)),
 }
 
 
@@ -284,21 +375,37 @@ def default_layouts() -> tuple[str, ...]:
     return (*mixers.available(), HYBRID)
 
 
+def parse_weight_decays(values) -> tuple[float, ...]:
+    """Non-negative numbers from a comma-separated string or a sequence (0,0.1): AdamW's weight decays."""
+    parsed = []
+    for item in items(values, "weight-decays", "non-negative numbers such as 0,0.1"):
+        try:
+            value = float(item)
+        except ValueError:
+            value = math.nan
+        if not value >= 0 or math.isinf(value):
+            raise PlanError(f"--weight-decays takes non-negative numbers such as 0,0.1; got {item!r} in {values!r}")
+        parsed.append(value)
+    return tuple(sorted(set(parsed)))
+
+
 def expand_quality(axes: QualityAxes, device: str) -> list[TrainingRun]:
-    """Every training run of the axes: per task, length, seed, layout, width and rate.
+    """Every training run of the axes: per task setting, length, seed, layout, width, rate and weight decay.
 
     Runs that train on the same data (task, length and seed; `train.training_batches`) come one after another, so
     a worker generates that data once and its next runs take it from its cache.
     """
     runs = []
     for task in axes.tasks:
-        setting = axes.setting(task)
-        for seq_len in setting.seq_lens:
-            for seed in axes.seeds:
-                for layout in axes.mixers or default_layouts():
-                    for dim in setting.dims:
-                        for lr in axes.lrs:
-                            runs.append(TrainingRun(task, setting.options, layout, seq_len, dim, axes.layers,
-                                                   axes.ffn_ratio * dim, axes.norm, axes.shift, setting.batch,
-                                                   setting.steps, lr, seed, axes.dtype, device))
+        for setting in axes.task_settings(task):
+            for seq_len in setting.seq_lens:
+                for seed in axes.seeds:
+                    for layout in axes.mixers or default_layouts():
+                        for dim in setting.dims:
+                            for lr in axes.lrs:
+                                for weight_decay in axes.weight_decays:
+                                    runs.append(TrainingRun(
+                                        task, setting.options, layout, seq_len, dim, axes.layers,
+                                        axes.ffn_ratio * dim, axes.norm, axes.shift, setting.batch, setting.steps,
+                                        lr, seed, axes.dtype, device, weight_decay=weight_decay))
     return runs

@@ -17,6 +17,7 @@ DTYPE_NAMES = ("float32", "float64", "bfloat16", "float16")
 DTYPE_ALIASES = {"fp32": "float32", "fp64": "float64", "bf16": "bfloat16", "fp16": "float16",
                  "half": "float16", "float": "float32", "double": "float64"}
 DEVICES = ("auto", "cpu", "cuda")
+DEFAULT_WEIGHT_DECAY = 0.1  # AdamW's weight decay in quality runs unless a preset or --weight-decays says otherwise
 
 
 class PlanError(ValueError):
@@ -103,9 +104,11 @@ class TrainingRun(_Item):
     seed: int
     dtype: str
     device: str
+    weight_decay: float = DEFAULT_WEIGHT_DECAY  # AdamW's; last, so runs built by position keep today's 0.1
 
     def label(self) -> str:
-        return f"{self.task}: {self.layout} n={self.seq_len} d={self.dim} lr={self.lr:g} seed={self.seed}"
+        return (f"{self.task}: {self.layout} n={self.seq_len} d={self.dim} lr={self.lr:g} wd={self.weight_decay:g} "
+                f"seed={self.seed}")
 
     @property
     def options(self) -> dict:

@@ -30,7 +30,8 @@ COLUMNS = [
     "source_hash", "measured_at", "error",
 ]
 QUALITY_COLUMNS = [
-    "task", "task_options", "layout", "seq_len", "dim", "layers", "ffn", "norm", "shift", "batch", "steps", "lr", "seed", "dtype",
+    "task", "task_options", "layout", "seq_len", "dim", "layers", "ffn", "norm", "shift", "batch", "steps", "lr",
+    "weight_decay", "seed", "dtype",
     "device", "device_index", "device_name", "status", "accuracy", "val_accuracy", "train_accuracy", "loss",
     "baseline", "params", "train_s", "step_ms", "tokens_per_s", "threads", "source_hash", "git_commit",
     "measured_at", "error",

@@ -23,13 +23,13 @@ import torch.nn.functional as F
 import mixers
 from bench import models, tasks
 from bench.measuring import measure
-from bench.measuring.points import TrainingRun
+from bench.measuring.points import DEFAULT_WEIGHT_DECAY, TrainingRun
 from bench.measuring.rows import Reply, failure, now, training_hash
 
 EVAL_BATCH = 64
 VAL_BATCHES = 8  # 512 validation examples
 TEST_BATCHES = 16  # 1024 test examples
-WEIGHT_DECAY = 0.1  # as Zoology's MQAR runs
+WEIGHT_DECAY = DEFAULT_WEIGHT_DECAY  # 0.1, as Zoology's MQAR runs; a run's own weight_decay is what it trains with
 BETAS = (0.9, 0.98)
 CLIP_NORM = 1.0
 TRAIN_ACCURACY_STEPS = 20  # train_accuracy: the mean over the last this many steps
@@ -42,7 +42,8 @@ BATCH_CACHE_BYTES = 512 * 2**20
 
 def describe() -> str:
     """The training recipe, for env.json."""
-    return (f"AdamW (betas {BETAS[0]}/{BETAS[1]}, weight decay {WEIGHT_DECAY}), linear warm-up then cosine decay, "
+    return (f"AdamW (betas {BETAS[0]}/{BETAS[1]}, weight decay {WEIGHT_DECAY} unless the run sets its own), linear "
+            f"warm-up then cosine decay, "
             f"gradient norm clipped at {CLIP_NORM:g}; the best rate is chosen on validation accuracy and reported on "
             f"the test set")
 
@@ -188,7 +189,7 @@ def train(run: TrainingRun) -> dict:
     task = build_task(run)
     with torch.device(run.device):
         model = build(run, task)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=BETAS, weight_decay=WEIGHT_DECAY)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=run.lr, betas=BETAS, weight_decay=run.weight_decay)
     autocast = torch.autocast(run.device, dtype=torch.bfloat16, enabled=run.dtype == "bfloat16")
     step_ms, recent, recent_loss = [], [], []
     stream = training_batches(run, task)  # generated before training, or taken from an earlier run's

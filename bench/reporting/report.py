@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.reporting import analysis, quality, scopes
+from bench.reporting import analysis, anchors, quality, scopes
 from bench.reporting import plots, quality_plots, scope_plots, style
 
 CSS = """
@@ -256,9 +256,10 @@ def _scopes_section(table: pd.DataFrame, env: dict, images: list[Path]) -> str:
     return "\n".join(part for part in parts if part)
 
 
-def _quality_section(best: pd.DataFrame, env: dict, images: dict) -> str:
+def _quality_section(best: pd.DataFrame, env: dict, images: dict, table: pd.DataFrame | None = None) -> str:
     """What each layout learns: the speed–accuracy frontier per task, the tables behind it (`images`: the
-    quality plots' manifest)."""
+    quality plots' manifest), MAD's score where MAD's tasks ran, and our figures beside published ones (`table`:
+    the quality table, for MAD's score over its grid)."""
     if best.empty:
         return ""
     settings = env.get("quality") or {}
@@ -267,6 +268,7 @@ def _quality_section(best: pd.DataFrame, env: dict, images: dict) -> str:
              f'{_e(settings.get("norm", "?"))}-norm, previous-token shift '
              f'{"on" if settings.get("shift") else "off"} for every layout) for the steps and batch each '
              f"task's table gives; the learning rate with the best validation accuracy "
+             "(and weight decay, where a grid of them was trained) "
              "is kept and its test accuracy reported, as the mean over seeds with their lowest and highest. "
              "Step time is the median training step, measured with "
              f"{_e(settings.get('workers', '?'))} worker(s) of {_e(settings.get('threads_per_worker') or 'all')} "
@@ -281,22 +283,77 @@ def _quality_section(best: pd.DataFrame, env: dict, images: dict) -> str:
                          f"is within {quality.LEARNED_MARGIN:.0%} of the baseline ({group['baseline'].iloc[0]:.0%}). "
                          "No frontier is drawn; a larger step budget or a GPU preset is needed.</p>")
         parts += [_image(path) for path in mine]
-        shown = group.sort_values(["seq_len", "accuracy"], ascending=[True, False])
-        parts.append(_folded(f"{task}: best rate per layout and width", shown, [
+        shown = group.sort_values(["task_options", "seq_len", "accuracy"], ascending=[True, True, False])
+        several = group["task_options"].nunique() > 1  # a task trained at several settings: each row says which
+        setting = [("task_options", "task options", "text")] if several else []
+        parts.append(_folded(f"{task}: best rate per layout and width", shown, setting + [
             ("layout", "layout", "text"), ("seq_len", "length", "len"), ("dim", "width", "num"),
             ("params", "parameters", "num"), ("accuracy", "test accuracy", "pct"), ("accuracy_min", "min", "pct"),
             ("accuracy_max", "max", "pct"), ("seeds", "seeds", "num"), ("baseline", "baseline", "pct"),
-            ("lr", "best rate", "num"), ("steps", "steps", "num"), ("batch", "batch", "num"),
+            ("lr", "best rate", "num"), ("weight_decay", "weight decay", "num"), ("steps", "steps", "num"),
+            ("batch", "batch", "num"),
             ("step_ms", "step (ms)", "num"),
             ("val_accuracy", "validation", "pct"), ("failed", "failed runs", "num")],
-            note=f"Task options: {group['task_options'].iloc[0] or 'the generator defaults'}."))
+            note="" if several else f"Task options: {group['task_options'].iloc[0] or 'the generator defaults'}."))
         front = quality.front(group)
-        parts.append(_folded(f"{task}: which layout at which time budget (the front)", front, [
+        parts.append(_folded(f"{task}: which layout at which time budget (the front)", front, setting + [
             ("step_ms", "from step time (ms)", "num"), ("layout", "choose", "text"), ("dim", "width", "num"),
             ("accuracy", "test accuracy", "pct"), ("seq_len", "length", "len")],
             note="Read down: with at least this much time per training step, this layout is the most accurate "
-                 "you can have; below the first row, nothing in this run fits."))
-    return "\n".join(parts)
+                 "you can have; below the first row, nothing in this run fits. Only runs that beat the baseline by "
+                 f"{quality.LEARNED_MARGIN:.0%} are on the front: a fast run that learned nothing is no buy."))
+    parts.append(_mad_section(table))
+    parts.append(_anchors_section(best, table))
+    return "\n".join(part for part in parts if part)
+
+
+def _mad_section(table: pd.DataFrame | None) -> str:
+    """MAD's score per layout and task, ranked, beside the published averages; nothing where no MAD task ran."""
+    scores = quality.mad_scores(table) if table is not None and len(table) else pd.DataFrame()
+    if scores.empty:
+        return ""
+    known = anchors.published_mad()
+    scores = scores.assign(
+        published_model=[known.get(layout, ("", None, None))[0] for layout in scores["layout"]],
+        published=[known.get(layout, ("", None, None))[1] for layout in scores["layout"]],
+        published_rank=[known.get(layout, ("", None, None))[2] for layout in scores["layout"]])
+    tasks = [task for task in quality.MAD_TASKS if task in scores.columns]
+    ranks = ", ".join(f"{rank}. {model} {100 * value:.1f}" for model, rank, value in sorted(
+        ((a.model, anchors.published_ranks()[a.model], a.value) for a in anchors.ANCHORS if a.task == anchors.MAD),
+        key=lambda item: item[1]))
+    order = anchors.mad_order(scores)
+    return ('<h3 id="mad">MAD score per layout</h3>'
+            f'<p class="note">MAD\'s score (Poli et al. 2024): per setting of a task (its options, length and width), '
+            "the best test accuracy over the learning-rate × weight-decay grid trained here; a task's score is the "
+            "mean over its settings; the mean column averages the tasks a layout has. Published averages (MAD's "
+            f"grid and sizes, {_e(anchors.MAD_SOURCE)}): {_e(ranks)}. Our runs are smaller (see each setting in "
+            "the anchors table), so compare the order more than the level.</p>"
+            + (f"<p>{_e(order)}</p>" if order else "")
+            + html_table(scores, [("rank", "rank", "num"), ("layout", "layout", "text")]
+                         + [(task, task, "pct") for task in tasks]
+                         + [(quality.MAD_MEAN, "mean", "pct"), ("settings", "settings", "num"),
+                            ("published_model", "published model", "text"), ("published", "published average", "pct"),
+                            ("published_rank", "published rank (of 5)", "num")]))
+
+
+def _anchors_section(best: pd.DataFrame, table: pd.DataFrame | None) -> str:
+    """Our accuracy beside each published figure for a task this run trained, and in words where they are far."""
+    compared = anchors.compare(best, table)
+    if compared.empty:
+        return ""
+    far = anchors.sentences(compared)
+    warning = "".join(f'<p class="warn">{_e(text)}</p>' for text in far)
+    compared = compared.assign(far=["far" if value else "" for value in compared["far"]])
+    return ('<h3 id="anchors">Our figures beside published ones</h3>'
+            f'<p class="note">Each published figure with the setting it came from, and ours with our setting: ours '
+            f"are smaller runs (a CPU budget, fewer steps, often narrower and shorter). Far means more than "
+            f"{anchors.FAR:g} apart in accuracy; such rows are also said in words below the table.</p>"
+            + html_table(compared, [("task", "task", "text"), ("model", "published model", "text"),
+                                    ("layout", "our layout", "text"), ("published", "published", "pct"),
+                                    ("published_setting", "published setting", "text"), ("ours", "ours", "pct"),
+                                    ("our_setting", "our setting", "text"), ("difference", "ours − published", "num"),
+                                    ("far", "far", "text"), ("note", "note", "text"), ("source", "source", "text")])
+            + warning)
 
 
 def memory_note(table: pd.DataFrame) -> str:
@@ -357,7 +414,8 @@ def render(table: pd.DataFrame, env: dict, manifest: dict, title: str = "",
                     if kind == scope_kind]
     scope_section = _scopes_section(table, env, scope_images) if len(table) else ""
     quality_section = _quality_section(best, env, {k: path for k, path in manifest.items()
-                                                   if k[0] == quality_plots.KIND})
+                                                   if k[0] == quality_plots.KIND},
+                                       quality_table)
     nav = ['<a href="#quality">speed–accuracy</a>'] if quality_section else []
     nav += ['<a href="#scopes">mixer, block, encoder</a>'] if scope_section else []
     nav += [f'<a href="#{_e(slug)}">{_e(text)}</a>' for slug, text in links]

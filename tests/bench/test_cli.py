@@ -38,6 +38,8 @@ BAD_INPUT = [
     (["sweep", "--rounds", "0"], "--rounds takes positive integers"),
     (["sweep", "--workers", "0"], "--workers takes positive integers"),
     (["sweep", "--norm", "middle"], "unknown norm 'middle'"),
+    (["quality", "--weight-decays", "0,-0.1"], "--weight-decays takes non-negative numbers"),
+    (["quality", "--weight-decays", "0,,0.1"], "--weight-decays needs a comma-separated list"),
     (["sweep", "--vocab", "-1"], "--vocab takes non-negative integers"),
     (["sweep", "--devices", "0"], "--devices names GPUs"),
     (["quality", "--tasks", "nosuchtask"], "unknown task 'nosuchtask'"),

@@ -340,3 +340,18 @@ def test_quality_runs_on_the_same_data_come_one_after_another():
     changes = sum(1 for before, after in zip(data, data[1:]) if before != after)
     assert changes == len(set(data)) - 1  # each stream's runs in one stretch
     assert len(set(runs)) == len(runs)
+
+def test_a_run_trains_with_its_own_weight_decay(monkeypatch):
+    made = []
+    real = torch.optim.AdamW
+
+    def recording(params, **options):
+        made.append(options["weight_decay"])
+        return real(params, **options)
+
+    monkeypatch.setattr(torch.optim, "AdamW", recording)
+    train.train(dataclasses.replace(run_of(steps=2), weight_decay=0.0))
+    train.train(run_of(steps=2))
+    assert made == [0.0, 0.1]
+    row = {key: str(value) for key, value in dataclasses.replace(run_of(), weight_decay=0.0).as_dict().items()}
+    assert TrainingRun.from_row(row).weight_decay == 0.0
