@@ -222,6 +222,6 @@ def test_a_quality_dry_run_estimates_the_training_runs_and_writes_no_default_fol
     before = sorted(results.iterdir()) if results.is_dir() else []
     assert cli.main(["quality", "--preset", "gpu", "--dry-run", "--target", "h200", "--mixers", "fft,attention"]) == 0
     printed = capsys.readouterr().out
-    assert "4 runs (gpu preset) for h200" in printed and "report" in printed
+    assert "6 runs (gpu preset) for h200" in printed and "report" in printed
     assert printed.strip().splitlines()[-1].startswith("estimate for h200: ")
     assert (sorted(results.iterdir()) if results.is_dir() else []) == before

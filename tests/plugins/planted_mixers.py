@@ -1,7 +1,8 @@
 """Mixers that fail on purpose, loaded through the `mixbench.mixers` entry point in tests only.
 
 Each one plants one kind of fault the sweep runner must turn into a row: an exception, a hang, a
-segfault, an out-of-memory error from a given length on. `planted-identity` is the healthy control.
+segfault, an out-of-memory error from a given length on. `planted-identity` is the healthy control, and
+`planted-slow` a healthy mixer slow enough (10 ms a call) that a signal can land in the middle of a sweep.
 """
 
 import ctypes
@@ -21,6 +22,15 @@ class Identity(_Planted):
     """Copies its input: the control that must be measured normally."""
 
     def forward(self, x):
+        return x.clone()
+
+
+@mixers.register("planted-slow")
+class Slow(_Planted):
+    """Copies its input after 10 ms: a sweep of it takes long enough to be interrupted on purpose."""
+
+    def forward(self, x):
+        time.sleep(0.01)
         return x.clone()
 
 

@@ -94,7 +94,8 @@ def stop_with(signum, args, env, run_dir, after_rounds):
 def test_a_signal_stops_the_sweep_and_the_same_command_resumes_it(tmp_path, planted_path, calibrated):
     """SIGTERM stops the sweep; the same command resumes it, SIGINT (Ctrl-C) stops that; the third run completes."""
     run_dir = calibrated(tmp_path / "run")
-    args = [sys.executable, "-m", "bench", "sweep", *IDENTITY, "--seq-lens", "8,16,32,64,128,256", "--budget",
+    slow = ("--mixers", "planted-slow", *IDENTITY[2:])  # ~0.1 s a round, so the signals land mid-sweep
+    args = [sys.executable, "-m", "bench", "sweep", *slow, "--seq-lens", "8,16,32,64,128,256", "--budget",
             "0.2", "--min-reps", "3", "--out", str(run_dir), "--no-report", "--quiet"]
     env = {**os.environ, "PYTHONPATH": str(planted_path)}
     stop_with(signal.SIGTERM, args, env, run_dir, after_rounds=2)
