@@ -44,10 +44,13 @@ def _describe(run_dir: Path, results_dir: Path) -> str:
     if device == "cuda" and env.get("gpu"):
         gpu = env["gpu"]
         where += f" (driver {gpu.get('driver')}, CUDA {env.get('cuda')})"
+    trained = env.get("quality") or {}  # a quality run's own facts; the sweep's, where the folder has one, come first
+    preset, started = env.get("preset") or trained.get("preset"), env.get("started_at") or trained.get("started_at")
+    finished = trained.get("finished_at") or env.get("finished_at")
     counts = table["status"].value_counts()
     statuses = ", ".join(f"{counts[s]} {s}" for s in analysis.STATUSES if s in counts)
     lines = [f"## [{name}]({name}/report.html)", "",
-             f"- {where}; torch {env.get('torch', '?')}; preset `{env.get('preset') or 'custom'}`"]
+             f"- {where}; torch {env.get('torch', '?')}; preset `{preset or 'custom'}`"]
     if len(table):
         scopes = ", ".join(sorted(table["scope"].unique()))
         lines += [
@@ -60,7 +63,7 @@ def _describe(run_dir: Path, results_dir: Path) -> str:
         lines.append(f"- {len(runs)} training runs ({int((runs['status'] == 'ok').sum())} ok) on tasks "
                      f"{', '.join(sorted(runs['task'].unique()))}")
     lines += [
-        f"- measured {env.get('started_at', '?')} to {env.get('finished_at', '?')} at commit "
+        f"- measured {started or '?'} to {finished or '?'} at commit "
         f"`{(env.get('git_commit') or '?')[:10]}`{' (dirty)' if env.get('git_dirty') else ''}",
         f"- command: `{env.get('command', '?')}`",
         "",
