@@ -328,8 +328,8 @@ QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
                                  batch=64, lrs=(1e-3,), seeds=(0, 1), dtype="bfloat16", timeout_s=900.0)),
     "mad-cpu": ("MAD's six tasks at their baseline settings (vocabulary 16, 128 tokens; noisy recall 32 with 16 noise "
                 "ids; selective copying 256 tokens; compression 2 x 32 tokens; memorization vocabulary 256, 32 "
-                "tokens) for every causal mixer, sized to finish within 30 minutes on 2 cores (about 20, an estimate "
-                "from timed steps; mamba's sequential scan is half of it): width 64, 2 layers, batch 32, "
+                "tokens) for every causal mixer, sized to finish within 30 minutes on 2 cores (20.4 on a 2-core "
+                "AMD EPYC; mamba's sequential scan is much of it): width 64, 2 layers, batch 32, "
                 "500 steps (selective copying 300, compression and memorization 600) instead of MAD's 200 epochs, "
                 "MAD's grid cut to lr 1e-3 and weight decay 0, seed 0; 48 runs",
                 QualityAxes(tasks=MAD_TASKS, mixers=CAUSAL_MIXERS, batch=32, lrs=(1e-3,),
@@ -361,8 +361,8 @@ QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
                     "vocabulary 256 (Zoology's 8192 would spend most of a CPU step in the output layer), widths 32, "
                     "64 and 128, attention, linear-attention, hyena, pool and gmlp (mamba's sequential scan costs "
                     "10x on a CPU; the GPU preset has it), 2 layers, 800 steps of batch 32, lr 3e-3 (the rate `quick` "
-                    "trains MQAR with; Zoology sweeps four), weight decay 0.1, seed 0; 30 runs, about 20 minutes "
-                    "(an estimate from timed steps)",
+                    "trains MQAR with; Zoology sweeps four), weight decay 0.1, seed 0; 30 runs, 14 minutes on a "
+                    "2-core AMD EPYC",
                     QualityAxes(tasks=("mqar-causal",),
                                 mixers=("attention", "linear-attention", "hyena", "pool", "gmlp"),
                                 settings=_zoology((64, 128), (32, 64, 128), 800, 256), batch=32, lrs=(3e-3,),
