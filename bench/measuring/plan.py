@@ -329,7 +329,7 @@ QUALITY_PRESETS: dict[str, tuple[str, QualityAxes]] = {
     "mad-cpu": ("MAD's six tasks at their baseline settings (vocabulary 16, 128 tokens; noisy recall 32 with 16 noise "
                 "ids; selective copying 256 tokens; compression 2 x 32 tokens; memorization vocabulary 256, 32 "
                 "tokens) for every causal mixer, sized to finish within 30 minutes on 2 cores (20.4 on a 2-core "
-                "AMD EPYC; mamba's sequential scan is much of it): width 64, 2 layers, batch 32, "
+                "AMD EPYC): width 64, 2 layers, batch 32, "
                 "500 steps (selective copying 300, compression and memorization 600) instead of MAD's 200 epochs, "
                 "MAD's grid cut to lr 1e-3 and weight decay 0, seed 0; 48 runs",
                 QualityAxes(tasks=MAD_TASKS, mixers=CAUSAL_MIXERS, batch=32, lrs=(1e-3,),
