@@ -65,12 +65,13 @@ def test_a_campaign_killed_mid_step_still_returns_the_finished_steps(tmp_path):
     try:
         deadline = time.monotonic() + 150
         log = out / "campaign.log"
-        # the first measuring step packed, and the next one running
-        while not ((out / "sweep.tar.gz").exists() and log.exists() and "fnet (at most" in log.read_text()):
+        # the first measuring step packed, and the next one running: its run folder begun (a fixed sleep raced a
+        # loaded machine, where the step had not made its folder yet)
+        while not ((out / "sweep.tar.gz").exists() and log.exists() and "fnet (at most" in log.read_text()
+                   and (runs / "fnet" / "env.json").exists()):
             assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "the sweep step was not packed within 150 s"
-            time.sleep(0.5)
-        time.sleep(3)  # inside the fnet step
+            assert time.monotonic() < deadline, "the fnet step did not begin its run folder within 150 s"
+            time.sleep(0.1)
         proc.send_signal(signal.SIGTERM)
         output, _ = proc.communicate(timeout=60)
     finally:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
-from bench.vocabulary import MODES, NORMS, SCOPES  # noqa: F401 - re-exported: the vocabulary of a point
+from bench.models.vocabulary import MODES, NORMS, SCOPES  # noqa: F401 - re-exported: the vocabulary of a point
 
 DTYPE_NAMES = ("float32", "float64", "bfloat16", "float16")
 DTYPE_ALIASES = {"fp32": "float32", "fp64": "float64", "bf16": "bfloat16", "fp16": "float16",

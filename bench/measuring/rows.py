@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
+import importlib
 import inspect
+import pkgutil
 import re
 import sys
 from types import ModuleType
@@ -67,7 +69,11 @@ def source_hash(cls: type) -> str:
 
 @functools.lru_cache(maxsize=None)
 def package_hash(package: str) -> str:
-    """Short hash of every module of an imported package (bench.models, bench.tasks, ...)."""
+    """Short hash of every module of a package (bench.models, bench.tasks, ...) or of one module, each imported
+    first: which of them a process has loaded so far (bench.models loads lazily) must not change the hash."""
+    top = importlib.import_module(package)
+    for found in pkgutil.walk_packages(getattr(top, "__path__", ()), package + "."):  # none for a plain module
+        importlib.import_module(found.name)
     digest = hashlib.sha256()
     for name in sorted(n for n in sys.modules if n == package or n.startswith(package + ".")):
         digest.update(_module_source(sys.modules[name]).encode())

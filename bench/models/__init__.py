@@ -4,18 +4,31 @@
 - `blocks`: `Block` — mixer sublayer + feed-forward sublayer with residuals and LayerNorm (BERT, FNet).
 - `encoder`: `Encoder` — embeddings, blocks, a masked-LM/classifier head; the named `SHAPES`.
 - `cost`: `parts(scope, ...)` — FLOPs, bytes, parameters and compute dtype of each operation.
+- `vocabulary`: `SCOPES`, `MODES`, `NORMS` (torch-free: the command line reads them without building a model).
 
 This package imports only `mixers`, torch and the standard library — never the rest of `bench`.
 """
 
-from bench.models.blocks import NORMS, Block, options_for
-from bench.models.cost import SCOPES, Part, counted_cost, param_count, parts, total
-from bench.models.encoder import (DEFAULT_LAYERS, DEFAULT_VOCAB, HEADS, SHAPES, Encoder, Shape, default_ffn,
-                                  mlm_count)
-from bench.models.layout import Layout, LayoutError, parse_layout, validate_layout
+import importlib
 
-__all__ = [
-    "DEFAULT_LAYERS", "DEFAULT_VOCAB", "HEADS", "NORMS", "SCOPES", "SHAPES", "Block", "Encoder", "Layout",
-    "LayoutError", "Part", "Shape", "counted_cost", "default_ffn", "mlm_count", "options_for", "param_count",
-    "parts", "parse_layout", "total", "validate_layout",
-]
+from bench.models.vocabulary import MODES, NORMS, SCOPES
+
+# Where each of the package's names lives. The modules import torch, so they load on first use of one of their
+# names (PEP 562): `bench.models.vocabulary` stays importable by the torch-free command line.
+_HOMES = {
+    "blocks": ("Block", "options_for"),
+    "cost": ("Part", "counted_cost", "param_count", "parts", "total"),
+    "encoder": ("DEFAULT_LAYERS", "DEFAULT_VOCAB", "HEADS", "SHAPES", "Encoder", "Shape", "default_ffn", "mlm_count"),
+    "layout": ("Layout", "LayoutError", "parse_layout", "validate_layout"),
+}
+_HOME_OF = {name: module for module, names in _HOMES.items() for name in names}
+
+__all__ = ["MODES", "NORMS", "SCOPES", *sorted(_HOME_OF)]
+
+
+def __getattr__(name: str):
+    if name not in _HOME_OF:
+        raise AttributeError(f"module 'bench.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"bench.models.{_HOME_OF[name]}"), name)
+    globals()[name] = value  # once loaded, an ordinary attribute
+    return value

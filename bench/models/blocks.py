@@ -25,7 +25,7 @@ import inspect
 from torch import nn
 
 import mixers
-from bench.vocabulary import NORMS
+from bench.models.vocabulary import NORMS
 
 
 def options_for(mixer_name: str, options: dict | None) -> dict:

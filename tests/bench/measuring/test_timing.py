@@ -1,6 +1,10 @@
 """One timing point -> its reply, in process: statuses, the raw measurements and the columns derived from them
 (`rounds.combine_rounds`), the source hash, and a clean slate after each point."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -10,6 +14,8 @@ from bench.measuring.points import Point, mixer_point
 from bench.measuring.rounds import combine_rounds
 from bench.measuring.store import COLUMNS
 from mixers import _spectral
+
+ROOT = Path(__file__).resolve().parents[3]
 
 POLICY = measure.TimingPolicy(warmup_calls=1, warmup_s=0.0, min_reps=3, budget_s=0.02)
 PEAKS = {"peak_bandwidth_gbps": 10.0, "peak_tflops": {"float32": 0.1}}
@@ -148,3 +154,13 @@ def test_the_ceilings_are_the_fastest_repetition_not_the_median(monkeypatch):
     assert found["peak_tflops"]["float32"] == pytest.approx(2 * 2048**3 / 1e-3 / 1e12)
     assert found["peak_bandwidth_gbps"] == pytest.approx(2 * 32 * 4 / 1e-3 / 1e9)
     assert "fastest" in found["calibration"]
+
+
+def test_the_model_hash_does_not_depend_on_what_a_process_imported_first():
+    """bench.models loads its torch modules lazily: a worker that touched only some of them hashes the same."""
+    code = ("import sys; from bench.measuring import rows; {first}"
+            "print(rows.package_hash('bench.models'), rows.package_hash('bench.measuring.train'))")
+    hashes = {subprocess.run([sys.executable, "-c", code.format(first=first)], capture_output=True, text=True,
+                             check=True, cwd=ROOT).stdout.strip()
+              for first in ("", "import bench.models.cost; ", "import bench.models.encoder; import bench.tasks; ")}
+    assert len(hashes) == 1 and len(hashes.pop().split()) == 2

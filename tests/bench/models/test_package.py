@@ -24,6 +24,5 @@ def test_imports_only_mixers_torch_and_the_standard_library():
         for module in imported_modules(path):
             top = module.split(".")[0]
             allowed = (top in ("mixers", "torch", "__future__") or top in sys.stdlib_module_names
-                       or module == "bench.models" or module.startswith("bench.models.")
-                       or module == "bench.vocabulary")
+                       or module == "bench.models" or module.startswith("bench.models."))
             assert allowed, f"{path.name} imports {module}"
