@@ -28,10 +28,10 @@ from typing import NamedTuple
 import torch
 
 import mixers
-from bench.models.vocabulary import MODES, SCOPES
 from bench.models.blocks import check_norm, ends_with_norm, options_for
 from bench.models.encoder import DEFAULT_LAYERS, DEFAULT_VOCAB, check_config, default_ffn, mlm_count
 from bench.models.layout import LayoutError, parse_layout
+from bench.models.vocabulary import MODES, SCOPES
 
 LAYER_NORM_FLOPS = 7
 GELU_FLOPS = 5
